@@ -1,0 +1,6 @@
+"""FLAME: model files, the LBS layer, landmarks, and the procedural demo head."""
+
+from .io import FlameModel, LandmarkEmbedding, load_flame_model, load_landmark_embedding
+from .layer import FlameLayer, FlameOutput
+
+__all__ = ["FlameModel", "LandmarkEmbedding", "load_flame_model", "load_landmark_embedding", "FlameLayer", "FlameOutput"]

@@ -1,0 +1,99 @@
+"""FlameLayer: the FLAME head model as a differentiable torch module.
+
+A thin module that holds the model arrays as buffers and calls the pure functions of
+`lbs.py` and `landmarks.py`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..params import FlameParams
+from .io import N_SHAPE_MAX, FlameModel, LandmarkEmbedding, load_flame_model, load_landmark_embedding
+from .landmarks import contour_rows, landmarks_from_faces
+from .lbs import lbs
+
+
+@dataclass
+class FlameOutput:
+    """vertices [B,V,3], joints [B,5,3] (posed), landmarks [B,68,3] (DECA's yaw-dependent
+    contour + 51 static), landmarks_full [B,68,3] (the fixed 68-point embedding); metres."""
+
+    vertices: torch.Tensor
+    joints: torch.Tensor
+    landmarks: torch.Tensor
+    landmarks_full: torch.Tensor
+
+
+class FlameLayer(nn.Module):
+    """FLAME forward pass: FlameParams -> FlameOutput.
+
+    Expression coefficient k uses shapedirs column 300 + k whatever the number of shape
+    coefficients; shorter shape/expression vectors are prefixes of the model's.
+    """
+
+    def __init__(self, model: FlameModel, landmarks: LandmarkEmbedding):
+        super().__init__()
+        model.validate()
+        landmarks.validate(n_faces=model.f.shape[0])
+        as32 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
+        V = model.n_verts
+        self.register_buffer("v_template", as32(model.v_template))
+        self.register_buffer("shapedirs", as32(model.shapedirs[:, :, :N_SHAPE_MAX]))
+        self.register_buffer("exprdirs", as32(model.shapedirs[:, :, N_SHAPE_MAX:]))
+        # [V,3,36] -> [36, 3V] with row index 3v + c (C order), as FLAME's correctives are stored.
+        self.register_buffer("posedirs", as32(model.posedirs.reshape(V * 3, -1).T.copy()))
+        self.register_buffer("J_regressor", as32(model.J_regressor))
+        self.register_buffer("lbs_weights", as32(model.weights))
+        self.register_buffer("parents", torch.as_tensor(model.parents, dtype=torch.long))
+        self.register_buffer("faces", torch.as_tensor(model.f, dtype=torch.long))
+        self.register_buffer("static_faces", torch.as_tensor(landmarks.static_faces, dtype=torch.long))
+        self.register_buffer("static_bary", as32(landmarks.static_bary))
+        self.register_buffer("dynamic_faces", torch.as_tensor(landmarks.dynamic_faces, dtype=torch.long))
+        self.register_buffer("dynamic_bary", as32(landmarks.dynamic_bary))
+        self.register_buffer("full_faces", torch.as_tensor(landmarks.full_faces, dtype=torch.long))
+        self.register_buffer("full_bary", as32(landmarks.full_bary))
+        self.uvs = None if model.vt is None else torch.as_tensor(model.vt, dtype=torch.float32)
+        self.uv_faces = None if model.ft is None else torch.as_tensor(model.ft, dtype=torch.long)
+        self.model = model
+
+    @classmethod
+    def from_files(cls, model_path: str | os.PathLike, landmark_path: str | os.PathLike,
+                   dynamic_path: str | os.PathLike | None = None) -> "FlameLayer":
+        return cls(load_flame_model(model_path), load_landmark_embedding(landmark_path, dynamic_path))
+
+    @property
+    def n_shape(self) -> int:
+        return int(self.shapedirs.shape[2])
+
+    @property
+    def n_exp(self) -> int:
+        return int(self.exprdirs.shape[2])
+
+    @property
+    def n_verts(self) -> int:
+        return int(self.v_template.shape[0])
+
+    def forward(self, params: FlameParams) -> FlameOutput:
+        params.validate(n_shape=self.n_shape, n_exp=self.n_exp)
+        p = params.to(self.v_template.device, self.v_template.dtype)
+        betas = torch.cat([p.shape, p.expression], dim=1)
+        dirs = torch.cat([self.shapedirs[:, :, :p.n_shape], self.exprdirs[:, :, :p.n_exp]], dim=2)
+        verts, joints = lbs(betas, p.full_pose(), self.v_template, dirs, self.posedirs,
+                            self.J_regressor, self.parents, self.lbs_weights)
+        landmarks = self.landmarks(verts, p.global_pose, p.neck_pose)
+        full = landmarks_from_faces(verts, self.faces, self.full_faces, self.full_bary)
+        t = p.transl[:, None]
+        return FlameOutput(verts + t, joints + t, landmarks + t, full + t)
+
+    def landmarks(self, verts: torch.Tensor, global_pose: torch.Tensor, neck_pose: torch.Tensor) -> torch.Tensor:
+        """68 landmarks of any mesh with this topology: verts [B,V,3], poses [B,3] -> [B,68,3]."""
+        rows = contour_rows(global_pose, neck_pose)
+        contour = landmarks_from_faces(verts, self.faces, self.dynamic_faces[rows], self.dynamic_bary[rows])
+        static = landmarks_from_faces(verts, self.faces, self.static_faces, self.static_bary)
+        return torch.cat([contour, static], dim=1)

@@ -1,0 +1,89 @@
+"""Linear blend skinning for FLAME as small pure functions (shapes in each docstring).
+
+Conventions (checked against DECA, EMOCA and FLAME_PyTorch in tests/test_flame_golden.py):
+rotations act on column vectors, the root rotation turns about the root joint, pose
+correctives use (R - I) of joints 1..4 flattened row by row.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def batch_rodrigues(rot_vecs: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Axis-angle [N,3] -> rotation matrices [N,3,3].
+
+    The angle is |r + eps| (eps added to each component, as the references do), so a zero
+    vector gives exactly the identity and the gradient stays finite there.
+    """
+    angle = torch.norm(rot_vecs + eps, dim=1, keepdim=True)  # [N,1]
+    axis = rot_vecs / angle
+    cos, sin = torch.cos(angle)[:, :, None], torch.sin(angle)[:, :, None]
+    rx, ry, rz = axis.unbind(dim=1)
+    zeros = torch.zeros_like(rx)
+    K = torch.stack([zeros, -rz, ry, rz, zeros, -rx, -ry, rx, zeros], dim=1).view(-1, 3, 3)
+    eye = torch.eye(3, dtype=rot_vecs.dtype, device=rot_vecs.device)[None]
+    return eye + sin * K + (1 - cos) * torch.bmm(K, K)
+
+
+def blend_shapes(betas: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
+    """Coefficients [B,L] x blendshapes [V,3,L] -> offsets [B,V,3]."""
+    return torch.einsum("bl,vcl->bvc", betas, dirs)
+
+
+def vertices2joints(J_regressor: torch.Tensor, vertices: torch.Tensor) -> torch.Tensor:
+    """Regressor [J,V] x vertices [B,V,3] -> joints [B,J,3]."""
+    return torch.einsum("jv,bvc->bjc", J_regressor, vertices)
+
+
+def transform_mat(R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Rotations [N,3,3] and translations [N,3,1] -> homogeneous transforms [N,4,4]."""
+    top = torch.cat([R, t], dim=2)
+    bottom = torch.zeros_like(top[:, :1])
+    bottom[:, :, 3] = 1
+    return torch.cat([top, bottom], dim=1)
+
+
+def batch_rigid_transform(rot_mats: torch.Tensor, joints: torch.Tensor, parents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward kinematics.
+
+    rot_mats [B,J,3,3], rest joints [B,J,3], parents [J] (root -1)
+    -> posed joints [B,J,3], relative transforms [B,J,4,4] (map rest-pose points to posed).
+    """
+    B, J = joints.shape[:2]
+    rel_joints = joints.clone()
+    rel_joints[:, 1:] = joints[:, 1:] - joints[:, parents[1:]]
+    local = transform_mat(rot_mats.reshape(-1, 3, 3), rel_joints.reshape(-1, 3, 1)).reshape(B, J, 4, 4)
+    chain = [local[:, 0]]
+    for j in range(1, J):
+        chain.append(torch.matmul(chain[int(parents[j])], local[:, j]))
+    world = torch.stack(chain, dim=1)  # [B,J,4,4]
+    posed_joints = world[:, :, :3, 3]
+    # A_j = [R_j | t_j - R_j J_j]: subtract the rotated rest joint.
+    rest = torch.matmul(world[:, :, :3, :3], joints[..., None])  # [B,J,3,1]
+    rel = world.clone()
+    rel[:, :, :3, 3] = world[:, :, :3, 3] - rest[..., 0]
+    return posed_joints, rel
+
+
+def lbs(betas: torch.Tensor, full_pose: torch.Tensor, v_template: torch.Tensor, shapedirs: torch.Tensor,
+        posedirs: torch.Tensor, J_regressor: torch.Tensor, parents: torch.Tensor,
+        lbs_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """FLAME skinning.
+
+    betas [B,L] (already laid out for shapedirs [V,3,L]), full_pose [B,J*3] axis-angle,
+    v_template [V,3], posedirs [(J-1)*9, V*3], J_regressor [J,V], parents [J],
+    lbs_weights [V,J] -> vertices [B,V,3], posed joints [B,J,3].
+    """
+    B = betas.shape[0]
+    v_shaped = v_template[None] + blend_shapes(betas, shapedirs)
+    joints = vertices2joints(J_regressor, v_shaped)
+    J = joints.shape[1]
+    rot_mats = batch_rodrigues(full_pose.reshape(-1, 3)).reshape(B, J, 3, 3)
+    eye = torch.eye(3, dtype=betas.dtype, device=betas.device)
+    pose_feature = (rot_mats[:, 1:] - eye).reshape(B, -1)
+    v_posed = v_shaped + torch.matmul(pose_feature, posedirs).reshape(B, -1, 3)
+    posed_joints, A = batch_rigid_transform(rot_mats, joints, parents)
+    T = torch.einsum("vj,bjmn->bvmn", lbs_weights, A)  # [B,V,4,4]
+    verts = torch.matmul(T[:, :, :3, :3], v_posed[..., None])[..., 0] + T[:, :, :3, 3]
+    return verts, posed_joints
