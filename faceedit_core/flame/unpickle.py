@@ -82,6 +82,8 @@ class SafeUnpickler(pickle.Unpickler):
         if (module, name) == ("collections", "OrderedDict"):
             import collections
             return collections.OrderedDict
+        if module in ("builtins", "__builtin__") and name in ("set", "frozenset"):  # chumpy state
+            return set if name == "set" else frozenset
         if (module, name) == ("_codecs", "encode"):
             import codecs
             return codecs.encode

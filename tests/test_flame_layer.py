@@ -1,0 +1,65 @@
+"""Properties of the FLAME layer that hold for any model in the FLAME layout."""
+
+import pytest
+import torch
+
+from faceedit_core.errors import InputError
+from faceedit_core.flame import FlameLayer
+from faceedit_core.params import FlameParams
+from tests.flame_fixtures import random_flame
+
+
+@pytest.fixture(scope="module")
+def layer():
+    return FlameLayer(*random_flame())
+
+
+def test_zero_parameters_give_the_template(layer):
+    out = layer(FlameParams.zeros(1, 10, 10))
+    torch.testing.assert_close(out.vertices[0], layer.v_template)
+
+
+def test_jaw_rotation_moves_only_jaw_weighted_vertices(layer):
+    p = FlameParams.zeros(1, 10, 10)
+    p.jaw_pose[:, 0] = 0.3
+    moved = (layer(p).vertices[0] - layer.v_template).norm(dim=1) > 1e-7
+    jaw_weighted = layer.lbs_weights[:, 2] > 0
+    assert moved.any()
+    # pose correctives move every vertex a little; skinning displacement is confined to the jaw
+    no_correctives = FlameLayer(*random_flame())
+    no_correctives.posedirs.zero_()
+    moved = (no_correctives(p).vertices[0] - no_correctives.v_template).norm(dim=1) > 1e-7
+    assert torch.equal(moved, jaw_weighted)
+
+
+def test_batch_equals_per_item(layer):
+    torch.manual_seed(0)
+    p = FlameParams.zeros(4, 20, 30)
+    for t in (p.shape, p.expression, p.global_pose, p.neck_pose, p.jaw_pose, p.eye_pose, p.transl):
+        t.normal_(std=0.2)
+    batched = layer(p)
+    for i in range(4):
+        single = layer(p.index(i))
+        torch.testing.assert_close(batched.vertices[i:i + 1], single.vertices)
+        torch.testing.assert_close(batched.landmarks[i:i + 1], single.landmarks)
+
+
+def test_gradients_flow_to_every_parameter(layer):
+    p = FlameParams.zeros(2, 10, 10)
+    p = p._map(lambda t: (t + 0.05).requires_grad_())
+    out = layer(p)
+    (out.vertices.sum() + out.landmarks.sum()).backward()
+    for name in ("shape", "expression", "global_pose", "neck_pose", "jaw_pose", "transl"):
+        grad = getattr(p, name).grad
+        assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_float64_and_device_agnostic(layer):
+    out = layer.double()(FlameParams.zeros(1, 5, 5, dtype=torch.float64))
+    assert out.vertices.dtype == torch.float64
+    layer.float()
+
+
+def test_too_many_coefficients_rejected(layer):
+    with pytest.raises(InputError, match="'expression' has 120"):
+        layer(FlameParams.zeros(1, 10, 120))
