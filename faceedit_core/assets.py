@@ -46,6 +46,14 @@ class DemoHeadFiles:
     folder: Path
 
 
+def generator_fingerprint() -> str:
+    """GENERATOR_VERSION plus a hash of the generator's source: any change rebuilds the cache."""
+    h = hashlib.sha256(str(GENERATOR_VERSION).encode())
+    for path in sorted((Path(__file__).parent / "flame").glob("procedural*.py")):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
 def _demo_dir() -> Path:
     return faceedit_home() / "models" / "demo_head"
 
@@ -56,7 +64,7 @@ def _cache_valid(folder: Path) -> dict | None:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    if manifest.get("generator_version") != GENERATOR_VERSION:
+    if manifest.get("generator") != generator_fingerprint():
         return None
     for name in DEMO_FILES:
         path = folder / name
@@ -76,7 +84,7 @@ def demo_head(progress=None) -> DemoHeadFiles:
         folder.mkdir(parents=True, exist_ok=True)
         save_flame_model(head.model, folder / "flame.npz")
         save_landmark_embedding(head.landmarks, folder / "landmarks.npz")
-        manifest = {"generator_version": GENERATOR_VERSION, "content_hash": head.content_hash(),
+        manifest = {"generator": generator_fingerprint(), "content_hash": head.content_hash(),
                     "files": {name: sha256_file(folder / name) for name in DEMO_FILES},
                     "components": [c.__dict__ for c in COMPONENTS]}
         tmp = folder / "manifest.json.tmp"

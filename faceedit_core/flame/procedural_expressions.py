@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .procedural_shape import (BROW_Y, EYE_HALF_WIDTH, EYE_X, MOUTH_HALF_WIDTH, MOUTH_Y, CHIN_Y, SkinGrid,
+from .procedural_shape import (BROW_Y, EYE_Y, EYE_HALF_WIDTH, EYE_X, MOUTH_HALF_WIDTH, MOUTH_Y, CHIN_Y, SkinGrid,
                                almond, eye_centre, gauss, lid_z, smoothstep)
 
 N_EXP = 100
@@ -101,13 +101,14 @@ def expression_basis(verts: np.ndarray, topo, grid: SkinGrid) -> np.ndarray:
     corners = both(MOUTH_HALF_WIDTH, MOUTH_Y, 0.012, 0.010)
     upper_lids = _upper_lid_weight(x, y, 1) + _upper_lid_weight(x, y, -1)
     lower_lids = _lower_lid_weight(x, y, 1) + _lower_lid_weight(x, y, -1)
+    brow_band = smoothstep(BROW_Y - 0.016, BROW_Y - 0.006, y)  # brows act above the lids
     vec = lambda dx=0.0, dy=0.0, dz=0.0: np.stack(np.broadcast_arrays(dx, dy, dz, np.zeros(V))[:3], -1)  # noqa: E731
 
     fields = {
-        "inner_brow_raise": vec(dy=0.0065 * both(0.016, BROW_Y, 0.011, 0.013)),
-        "outer_brow_raise": vec(dy=0.0065 * both(0.047, BROW_Y, 0.013, 0.013)),
+        "inner_brow_raise": vec(dy=0.0065 * both(0.016, BROW_Y, 0.011, 0.013) * brow_band),
+        "outer_brow_raise": vec(dy=0.0065 * both(0.047, BROW_Y, 0.013, 0.013) * brow_band),
         "brow_lower": vec(dx=-0.0045 * sx * both(0.022, BROW_Y, 0.014, 0.011),
-                          dy=-0.0055 * both(0.03, BROW_Y, 0.024, 0.011) - 0.002 * upper_lids,
+                          dy=-0.0055 * both(0.03, BROW_Y, 0.024, 0.011) * brow_band - 0.001 * upper_lids,
                           dz=0.0025 * both(0.012, BROW_Y - 0.004, 0.01, 0.01)),
         "upper_lid_raise": vec(dy=0.0028 * upper_lids),
         "cheek_raise": vec(dy=0.0045 * both(0.042, -0.004, 0.017, 0.014) + 0.0022 * lower_lids,

@@ -1,0 +1,1 @@
+"""Expression guidance: text -> action units and the geometric AU critic (preview tier)."""

@@ -1,0 +1,122 @@
+"""Dual Mappers (paper Eq. 5, 6): residual edits of Next3D's ws and of the FLAME expression.
+
+The Texture Mapper predicts dw for the configured ws levels, the Emotion Mapper predicts dpsi;
+each attends to the other's input (cross-attention, queries from its own input). Switches turn
+off either branch or the cross-attention (the paper's ablations). Final layers start at zero,
+so an untrained mapper set is the identity edit.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass
+class MapperConfig:
+    n_exp: int = 100                  # FLAME expression coefficients psi [B, n_exp]
+    w_dim: int = 512
+    texture_levels: tuple[int, ...] = tuple(range(14, 28))  # ws levels the Texture Mapper edits
+    texture_branch: bool = True
+    emotion_branch: bool = True
+    cross_attention: bool = True
+    hidden: int = 256
+    attn_dim: int = 128
+    psi_tokens: int = 8               # psi is embedded as this many tokens for attention
+    layers: int = 4
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "texture_levels": list(self.texture_levels)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "MapperConfig":
+        return cls(**{**d, "texture_levels": tuple(d.get("texture_levels", ()))})
+
+
+def mlp(n_in: int, n_hidden: int, n_out: int, layers: int) -> nn.Sequential:
+    """LeakyReLU MLP whose last layer starts at zero (the residual starts at zero)."""
+    mods: list[nn.Module] = []
+    width = n_in
+    for _ in range(layers - 1):
+        mods += [nn.Linear(width, n_hidden), nn.LeakyReLU(0.2)]
+        width = n_hidden
+    last = nn.Linear(width, n_out)
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
+    return nn.Sequential(*mods, last)
+
+
+class CrossAttention(nn.Module):
+    """softmax(Q K^T / sqrt(d)) V with Q from `query` tokens [B,Tq,Dq], K,V from `context` [B,Tc,Dc]."""
+
+    def __init__(self, d_query: int, d_context: int, d_attn: int):
+        super().__init__()
+        self.q, self.k, self.v = nn.Linear(d_query, d_attn), nn.Linear(d_context, d_attn), nn.Linear(d_context, d_attn)
+        self.scale = 1.0 / math.sqrt(d_attn)
+
+    def forward(self, query: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        attn = torch.softmax(self.q(query) @ self.k(context).transpose(1, 2) * self.scale, dim=-1)
+        return attn @ self.v(context)  # [B,Tq,d_attn]
+
+
+class DualMappers(nn.Module):
+    """forward(ws [B,L,w_dim] or None, psi [B,n_exp]) -> (dws [B,L,w_dim] or None, dpsi [B,n_exp])."""
+
+    def __init__(self, config: MapperConfig = MapperConfig()):
+        super().__init__()
+        self.config = c = config
+        if not (c.texture_branch or c.emotion_branch):
+            raise ValueError("at least one of texture_branch / emotion_branch must be on")
+        use_attn = c.cross_attention and c.texture_branch and c.emotion_branch
+        self.use_attention = use_attn
+        if use_attn:
+            self.psi_embed = nn.Linear(c.n_exp, c.psi_tokens * c.attn_dim)
+            self.tex_attn = CrossAttention(c.w_dim, c.attn_dim, c.attn_dim)   # queries from w
+            self.emo_attn = CrossAttention(c.attn_dim, c.w_dim, c.attn_dim)   # queries from psi
+        extra = c.attn_dim if use_attn else 0
+        if c.texture_branch:
+            self.texture = nn.ModuleList([mlp(c.w_dim + extra, c.w_dim, c.w_dim, c.layers) for _ in c.texture_levels])
+        if c.emotion_branch:
+            self.emotion = mlp(c.n_exp + c.psi_tokens * extra, c.hidden, c.n_exp, c.layers)
+
+    def forward(self, ws: torch.Tensor | None, psi: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        c = self.config
+        B = psi.shape[0]
+        levels = list(c.texture_levels)
+        if c.texture_branch and ws is None:
+            raise ValueError("the texture branch needs ws [B,L,w_dim]")
+        psi_tok = self.psi_embed(psi).view(B, c.psi_tokens, c.attn_dim) if self.use_attention else None
+        w_sel = ws[:, levels] if c.texture_branch else None
+        dws = None
+        if c.texture_branch:
+            ctx = self.tex_attn(w_sel, psi_tok) if self.use_attention else None
+            dws = torch.zeros_like(ws)
+            for i, level in enumerate(levels):
+                inp = w_sel[:, i] if ctx is None else torch.cat([w_sel[:, i], ctx[:, i]], dim=1)
+                dws[:, level] = self.texture[i](inp)
+        if c.emotion_branch:
+            inp = psi
+            if self.use_attention:
+                inp = torch.cat([psi, self.emo_attn(psi_tok, w_sel).reshape(B, -1)], dim=1)
+            dpsi = self.emotion(inp)
+        else:
+            dpsi = torch.zeros_like(psi)
+        return dws, dpsi
+
+
+def apply_mappers(mapper_sets: list[tuple[DualMappers, float]], ws: torch.Tensor | None,
+                  psi: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Compositional editing: w' = w + sum_i s_i dw_i, psi' = psi + sum_i s_i dpsi_i.
+
+    Each mapper set sees the unedited (w, psi); intensities s_i scale its residuals.
+    """
+    ws_out, psi_out = ws, psi
+    for mapper, intensity in mapper_sets:
+        dws, dpsi = mapper(ws, psi)
+        psi_out = psi_out + intensity * dpsi
+        if dws is not None:
+            ws_out = ws_out + intensity * dws
+    return ws_out, psi_out
