@@ -63,3 +63,17 @@ def test_float64_and_device_agnostic(layer):
 def test_too_many_coefficients_rejected(layer):
     with pytest.raises(InputError, match="'expression' has 120"):
         layer(FlameParams.zeros(1, 10, 120))
+
+
+def test_subset_layer_matches_the_full_mesh(layer):
+    torch.manual_seed(3)
+    p = FlameParams.zeros(3, 20, 30)
+    for t in (p.shape, p.expression, p.global_pose, p.neck_pose, p.jaw_pose, p.transl):
+        t.normal_(std=0.2)
+    extra = torch.tensor([5, 7])
+    sub = layer.subset(extra)
+    verts, lms = sub(p)
+    full = layer(p)
+    torch.testing.assert_close(lms, full.landmarks)
+    torch.testing.assert_close(verts, full.vertices[:, sub.vertex_ids])
+    assert set(extra.tolist()) <= set(sub.vertex_ids.tolist())

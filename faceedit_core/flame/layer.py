@@ -91,9 +91,60 @@ class FlameLayer(nn.Module):
         t = p.transl[:, None]
         return FlameOutput(verts + t, joints + t, landmarks + t, full + t)
 
+    def subset(self, extra_vertices: torch.Tensor | None = None) -> "FlameSubset":
+        """A layer that poses only the vertices the 68 landmarks (and `extra_vertices`) need."""
+        return FlameSubset(self, extra_vertices)
+
     def landmarks(self, verts: torch.Tensor, global_pose: torch.Tensor, neck_pose: torch.Tensor) -> torch.Tensor:
         """68 landmarks of any mesh with this topology: verts [B,V,3], poses [B,3] -> [B,68,3]."""
         rows = contour_rows(global_pose, neck_pose)
         contour = landmarks_from_faces(verts, self.faces, self.dynamic_faces[rows], self.dynamic_bary[rows])
         static = landmarks_from_faces(verts, self.faces, self.static_faces, self.static_bary)
         return torch.cat([contour, static], dim=1)
+
+
+class FlameSubset(nn.Module):
+    """FLAME posed on a vertex subset: the corners of every landmark face plus extra vertices.
+
+    Exact (same joints, same skinning) and much cheaper than the full mesh: for optimisation
+    loops that only look at landmarks and a few probe vertices.
+    forward(params) -> (verts [B,S,3] of `vertex_ids`, landmarks [B,68,3]).
+    """
+
+    def __init__(self, full: FlameLayer, extra_vertices: torch.Tensor | None = None):
+        super().__init__()
+        used = [full.faces[full.static_faces], full.faces[full.dynamic_faces].reshape(-1, 3),
+                full.faces[full.full_faces]]
+        if extra_vertices is not None:
+            used.append(torch.as_tensor(extra_vertices, dtype=torch.long).reshape(-1, 1).expand(-1, 3))
+        ids = torch.unique(torch.cat([u.reshape(-1) for u in used]))
+        remap = torch.zeros(full.n_verts, dtype=torch.long)
+        remap[ids] = torch.arange(len(ids))
+        V, S = full.n_verts, len(ids)
+        self.full = full
+        self.register_buffer("vertex_ids", ids)
+        self.register_buffer("remap", remap)
+        self.register_buffer("v_template", full.v_template[ids])
+        self.register_buffer("shapedirs", full.shapedirs[ids])
+        self.register_buffer("exprdirs", full.exprdirs[ids])
+        self.register_buffer("posedirs", full.posedirs.reshape(-1, V, 3)[:, ids].reshape(-1, S * 3))
+        self.register_buffer("lbs_weights", full.lbs_weights[ids])
+        self.register_buffer("joint_template", torch.einsum("jv,vc->jc", full.J_regressor, full.v_template))
+        self.register_buffer("joint_shapedirs", torch.einsum("jv,vcl->jcl", full.J_regressor, full.shapedirs))
+        self.register_buffer("joint_exprdirs", torch.einsum("jv,vcl->jcl", full.J_regressor, full.exprdirs))
+        self.register_buffer("faces", remap[full.faces])
+
+    def forward(self, params: FlameParams) -> tuple[torch.Tensor, torch.Tensor]:
+        f = self.full
+        p = params.to(self.v_template.device, self.v_template.dtype)
+        betas = torch.cat([p.shape, p.expression], dim=1)
+        dirs = torch.cat([self.shapedirs[:, :, :p.n_shape], self.exprdirs[:, :, :p.n_exp]], dim=2)
+        jdirs = torch.cat([self.joint_shapedirs[:, :, :p.n_shape], self.joint_exprdirs[:, :, :p.n_exp]], dim=2)
+        rest_joints = self.joint_template[None] + torch.einsum("bl,jcl->bjc", betas, jdirs)
+        verts, _ = lbs(betas, p.full_pose(), self.v_template, dirs, self.posedirs, None, f.parents,
+                       self.lbs_weights, rest_joints=rest_joints)
+        rows = contour_rows(p.global_pose, p.neck_pose)
+        contour = landmarks_from_faces(verts, self.faces, f.dynamic_faces[rows], f.dynamic_bary[rows])
+        static = landmarks_from_faces(verts, self.faces, f.static_faces, f.static_bary)
+        t = p.transl[:, None]
+        return verts + t, torch.cat([contour, static], dim=1) + t

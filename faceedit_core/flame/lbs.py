@@ -67,17 +67,19 @@ def batch_rigid_transform(rot_mats: torch.Tensor, joints: torch.Tensor, parents:
 
 
 def lbs(betas: torch.Tensor, full_pose: torch.Tensor, v_template: torch.Tensor, shapedirs: torch.Tensor,
-        posedirs: torch.Tensor, J_regressor: torch.Tensor, parents: torch.Tensor,
-        lbs_weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        posedirs: torch.Tensor, J_regressor: torch.Tensor | None, parents: torch.Tensor,
+        lbs_weights: torch.Tensor, rest_joints: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """FLAME skinning.
 
     betas [B,L] (already laid out for shapedirs [V,3,L]), full_pose [B,J*3] axis-angle,
     v_template [V,3], posedirs [(J-1)*9, V*3], J_regressor [J,V], parents [J],
     lbs_weights [V,J] -> vertices [B,V,3], posed joints [B,J,3].
+    rest_joints [B,J,3], when given, replaces the regression (for a mesh that is a vertex
+    subset, whose joints were regressed from the full mesh).
     """
     B = betas.shape[0]
     v_shaped = v_template[None] + blend_shapes(betas, shapedirs)
-    joints = vertices2joints(J_regressor, v_shaped)
+    joints = vertices2joints(J_regressor, v_shaped) if rest_joints is None else rest_joints
     J = joints.shape[1]
     rot_mats = batch_rodrigues(full_pose.reshape(-1, 3)).reshape(B, J, 3, 3)
     eye = torch.eye(3, dtype=betas.dtype, device=betas.device)
