@@ -14,11 +14,12 @@ import threading
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
+import numpy as np
 import torch
 
 from . import checkpoints
 from .assets import demo_head, faceedit_home
-from .errors import InputError
+from .errors import Cancelled, InputError
 from .flame.layer import FlameLayer
 from .guidance.au_critic import AUS, PRESENCE_THRESHOLD
 from .guidance.facs_lexicon import ENTRIES
@@ -63,6 +64,7 @@ class Editor:
         self._text_to_au = text_to_au
         self._mappers: dict[str, DualMappers] = {}
         self._objective: AUObjective | None = None
+        self._renderer = None
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ construction
@@ -142,6 +144,34 @@ class Editor:
 
     def train(self, prompt: str, progress: Callable | None = None, cancel: Callable | None = None) -> str:
         return self.mapper_for(self.text_to_au.parse(prompt), progress, cancel)
+
+    # ------------------------------------------------------------------ rendering
+    @property
+    def renderer(self):
+        if self._renderer is None:
+            from .render.albedo import demo_albedo
+            from .render.preview import PreviewRenderer
+            m = self.layer.model
+            albedo = demo_albedo() if self.tier == "preview" else None
+            self._renderer = PreviewRenderer(m.f, m.vt if albedo is not None else None,
+                                             m.ft if albedo is not None else None, albedo)
+        return self._renderer
+
+    def render(self, params: FlameParams, cameras, size: int = 512, progress: Callable | None = None,
+               cancel: Callable | None = None) -> np.ndarray:
+        """params [B] -> uint8 RGBA [B,N,H,W,4], one image per camera; progress per item."""
+        from .render.images import to_uint8
+        params = params.validate(self.layer.n_shape, self.layer.n_exp).padded(self.layer.n_shape, self.layer.n_exp)
+        with torch.no_grad():
+            verts = self.layer(params.to(self.device)).vertices.cpu()
+        out = []
+        for b in range(params.batch_size):
+            if cancel is not None and cancel():
+                raise Cancelled(f"render cancelled after {b} of {params.batch_size} items")
+            out.append(to_uint8(self.renderer.render(verts[b:b + 1], cameras, size)[0].numpy()))
+            if progress is not None:
+                progress({"stage": "render", "step": b + 1, "total": params.batch_size})
+        return np.stack(out)
 
     # ------------------------------------------------------------------ editing
     def edit(self, params: FlameParams, prompt: str | None = None, mapper_ids: list[str] | None = None,

@@ -1,0 +1,1 @@
+"""Rendering: rasteriser (own PyTorch one, nvdiffrast on CUDA), EG3D cameras, preview renderer."""
