@@ -1,0 +1,45 @@
+"""A real server on a free loopback port, in a thread, with a fast-training preview Editor."""
+
+from __future__ import annotations
+
+import threading
+
+import zmq
+
+from backend_server.server import Server
+from faceedit_core.edit import Editor
+from faceedit_core.guidance.text_to_au import TextToAU
+from faceedit_core.preview_train import PreviewTrainConfig
+
+FAST = PreviewTrainConfig(steps=60, batch=16)
+_shared: dict = {}
+
+
+def fast_editor() -> Editor:
+    """One Editor per test session (the text model loads once)."""
+    if "editor" not in _shared:
+        _shared["editor"] = Editor.preview(train_config=FAST, text_to_au=TextToAU())
+    return _shared["editor"]
+
+
+def free_port() -> int:
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.ROUTER)
+    port = s.bind_to_random_port("tcp://127.0.0.1")
+    s.close(0)
+    return port
+
+
+class RunningServer:
+    def __init__(self, port: int | None = None, factory=fast_editor):
+        self.port = port or free_port()
+        self.address = f"tcp://127.0.0.1:{self.port}"
+        self.server = Server(factory, self.address)
+        ready = threading.Event()
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(ready,), daemon=True)
+        self.thread.start()
+        assert ready.wait(10), "server did not start"
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.thread.join(timeout=10)
