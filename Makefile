@@ -1,11 +1,9 @@
 # FaceEdit: `make demo` and `make test` set everything up on a fresh machine.
 PY ?= python3.11
 VENV := .venv
-BVENV := .venv-blender
 STAMP := $(VENV)/.installed
-BSTAMP := $(BVENV)/.installed
 
-.PHONY: demo test venv venv-blender addon bench clean
+.PHONY: demo test venv bench eval clean
 
 venv: $(STAMP)
 
@@ -15,13 +13,6 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install -q -e '.[test]'
 	@touch $(STAMP)
 
-venv-blender: $(BSTAMP)
-
-$(BSTAMP):
-	@test -x $(BVENV)/bin/python || $(PY) -m venv $(BVENV)
-	$(BVENV)/bin/python -m pip install -q 'bpy==5.0.1' pytest
-	@touch $(BSTAMP)
-
 demo: $(STAMP)
 	$(VENV)/bin/python -m faceedit_core.cli demo --out out/demo
 
@@ -30,6 +21,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/run_all.py
+
+eval: $(STAMP)
+	$(VENV)/bin/python benchmarks/eval_preview.py --out docs/evaluation.md
 
 clean:
 	rm -rf out build dist *.egg-info
