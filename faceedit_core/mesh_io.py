@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
+from .fileio import atomic_write
 
 
 def write_obj(path: str | os.PathLike, verts: np.ndarray, faces: np.ndarray,
@@ -29,13 +29,7 @@ def write_obj(path: str | os.PathLike, verts: np.ndarray, faces: np.ndarray,
         np.savetxt(buf, idx, fmt="f %d/%d %d/%d %d/%d")
     else:
         np.savetxt(buf, faces + 1, fmt="f %d %d %d")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(buf.getvalue())
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda f: f.write(buf.getvalue().encode()))
 
 
 def read_obj(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:

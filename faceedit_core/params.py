@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .errors import InputError
+from .fileio import atomic_write
 
 # Largest magnitudes a sane edit can ask for: FLAME's coefficients are in standard deviations
 # (the official add-on samples N(0,1)), rotations in radians, translation in metres.
@@ -211,18 +211,12 @@ class FlameParams:
         suffix = path.suffix.lower()
         if suffix not in (".npz", ".json"):
             raise InputError(f"parameter file must end in .npz or .json, got '{path.name}'")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                if suffix == ".npz":
-                    np.savez(f, **self.to_numpy())
-                else:
-                    f.write(json.dumps(self.to_json_dict(), indent=1).encode())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        def write(f):
+            if suffix == ".npz":
+                np.savez(f, **self.to_numpy())
+            else:
+                f.write(json.dumps(self.to_json_dict(), indent=1).encode())
+        atomic_write(path, write)
         return path
 
     @classmethod

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from ..errors import InputError, MissingModelError
+from ..fileio import atomic_write
 from .unpickle import safe_load
 
 N_JOINTS = 5
@@ -131,17 +131,7 @@ def save_flame_model(model: FlameModel, path: str | os.PathLike) -> Path:
 
 def atomic_savez(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
     """np.savez to a temporary file, then rename: readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 # ---------------------------------------------------------------------------- landmarks

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from ..fileio import atomic_write
 
 
 def to_uint8(rgba: np.ndarray) -> np.ndarray:
@@ -24,13 +25,7 @@ def png_bytes(rgba_u8: np.ndarray) -> bytes:
 
 def save_png(path: str | os.PathLike, rgba_u8: np.ndarray) -> Path:
     """Write a PNG atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(png_bytes(rgba_u8))
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda f: f.write(png_bytes(rgba_u8)))
 
 
 def contact_sheet(tiles: np.ndarray, background=(38, 40, 52)) -> np.ndarray:
