@@ -105,6 +105,20 @@ class Server:
         return self._editor
 
     def _worker(self) -> None:
+        wake = self.ctx.socket(zmq.PUSH)  # tells the socket thread that the outbox has mail
+        wake.setsockopt(zmq.LINGER, 0)
+        wake.connect(self._wake_address)
+        self._wake = wake
+        try:
+            self._work_loop()
+        finally:
+            wake.close(0)
+
+    def _post(self, item: tuple) -> None:
+        self.outbox.put(item)
+        self._wake.send(b"", zmq.NOBLOCK)
+
+    def _work_loop(self) -> None:
         while not self.stop_event.is_set():
             try:
                 job = self.work.get(timeout=0.1)
@@ -117,7 +131,7 @@ class Server:
 
             def progress(data, job=job):
                 job.progress = dict(data)
-                self.outbox.put((job.req_id, P.encode(P.progress(job.req_id, job.progress)), False))
+                self._post((job.req_id, P.encode(P.progress(job.req_id, job.progress)), False))
 
             ctx = {"progress": progress, "cancelled": job.cancel.is_set, "models": self.models}
             try:
@@ -145,7 +159,7 @@ class Server:
 
     def _finish(self, job: Job, message: dict) -> None:
         job.state = "done" if message.get("ok") else ("cancelled" if message["error"]["code"] == P.CANCELLED else "failed")
-        self.outbox.put((job.req_id, P.encode(message), True))
+        self._post((job.req_id, P.encode(message), True))
 
     # ------------------------------------------------------------------ socket side
     def _socket(self) -> zmq.Socket:
@@ -220,27 +234,36 @@ class Server:
 
     def serve_forever(self, ready: threading.Event | None = None) -> None:
         sock = self._socket()
+        wake = self.ctx.socket(zmq.PULL)
+        wake.setsockopt(zmq.LINGER, 0)
+        self._wake_address = f"inproc://faceedit-wake-{id(self)}"
+        wake.bind(self._wake_address)
         worker = threading.Thread(target=self._worker, name="faceedit-worker", daemon=True)
         worker.start()
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
+        poller.register(wake, zmq.POLLIN)
         log.info("FaceEdit server listening on %s", self.bound_address)
         if ready is not None:
             ready.set()
         try:
             while not self.stop_event.is_set():
+                ready_socks = dict(poller.poll(100))
+                if wake in ready_socks:
+                    while wake.poll(0):
+                        wake.recv()
+                    self._drain(sock)
                 for _ in itertools.repeat(None, 64):
-                    if not poller.poll(0):
+                    if not sock.poll(0):
                         break
                     frames = sock.recv_multipart()
                     if len(frames) != 2:
                         continue  # not a DEALER/REQ-shaped message: ignore it
                     self._handle(sock, frames[0], frames[1])
-                self._drain(sock)
-                poller.poll(2)
         finally:
             self.stop_event.set()
             worker.join(timeout=5)
+            wake.close(0)
             sock.close(0)
             if self._auth is not None:
                 self._auth.stop()

@@ -16,7 +16,7 @@ from torch import nn
 from ..params import FlameParams
 from .io import N_SHAPE_MAX, FlameModel, LandmarkEmbedding, load_flame_model, load_landmark_embedding
 from .landmarks import contour_rows, landmarks_from_faces
-from .lbs import lbs
+from .lbs import blend_shapes, lbs
 
 
 @dataclass
@@ -44,8 +44,10 @@ class FlameLayer(nn.Module):
         as32 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
         V = model.n_verts
         self.register_buffer("v_template", as32(model.v_template))
-        self.register_buffer("shapedirs", as32(model.shapedirs[:, :, :N_SHAPE_MAX]))
-        self.register_buffer("exprdirs", as32(model.shapedirs[:, :, N_SHAPE_MAX:]))
+        # blendshapes as [L, V*3] matrices: a prefix of coefficients is a prefix of rows
+        dirs = np.asarray(model.shapedirs, dtype=np.float32).reshape(V * 3, -1).T
+        self.register_buffer("shapedirs", torch.from_numpy(np.ascontiguousarray(dirs[:N_SHAPE_MAX])))
+        self.register_buffer("exprdirs", torch.from_numpy(np.ascontiguousarray(dirs[N_SHAPE_MAX:])))
         # [V,3,36] -> [36, 3V] with row index 3v + c (C order), as FLAME's correctives are stored.
         self.register_buffer("posedirs", as32(model.posedirs.reshape(V * 3, -1).T.copy()))
         self.register_buffer("J_regressor", as32(model.J_regressor))
@@ -69,11 +71,11 @@ class FlameLayer(nn.Module):
 
     @property
     def n_shape(self) -> int:
-        return int(self.shapedirs.shape[2])
+        return int(self.shapedirs.shape[0])
 
     @property
     def n_exp(self) -> int:
-        return int(self.exprdirs.shape[2])
+        return int(self.exprdirs.shape[0])
 
     @property
     def n_verts(self) -> int:
@@ -82,10 +84,9 @@ class FlameLayer(nn.Module):
     def forward(self, params: FlameParams) -> FlameOutput:
         params.validate(n_shape=self.n_shape, n_exp=self.n_exp)
         p = params.to(self.v_template.device, self.v_template.dtype)
-        betas = torch.cat([p.shape, p.expression], dim=1)
-        dirs = torch.cat([self.shapedirs[:, :, :p.n_shape], self.exprdirs[:, :, :p.n_exp]], dim=2)
-        verts, joints = lbs(betas, p.full_pose(), self.v_template, dirs, self.posedirs,
-                            self.J_regressor, self.parents, self.lbs_weights)
+        v_shaped = (self.v_template + blend_shapes(p.shape, self.shapedirs[:p.n_shape])
+                    + blend_shapes(p.expression, self.exprdirs[:p.n_exp]))
+        verts, joints = lbs(v_shaped, p.full_pose(), self.posedirs, self.J_regressor, self.parents, self.lbs_weights)
         landmarks = self.landmarks(verts, p.global_pose, p.neck_pose)
         full = landmarks_from_faces(verts, self.faces, self.full_faces, self.full_bary)
         t = p.transl[:, None]
@@ -125,24 +126,26 @@ class FlameSubset(nn.Module):
         self.register_buffer("vertex_ids", ids)
         self.register_buffer("remap", remap)
         self.register_buffer("v_template", full.v_template[ids])
-        self.register_buffer("shapedirs", full.shapedirs[ids])
-        self.register_buffer("exprdirs", full.exprdirs[ids])
+        cols = (ids[:, None] * 3 + torch.arange(3)).reshape(-1)  # columns of the kept vertices in [L, V*3]
+        self.register_buffer("shapedirs", full.shapedirs[:, cols].contiguous())
+        self.register_buffer("exprdirs", full.exprdirs[:, cols].contiguous())
         self.register_buffer("posedirs", full.posedirs.reshape(-1, V, 3)[:, ids].reshape(-1, S * 3))
         self.register_buffer("lbs_weights", full.lbs_weights[ids])
         self.register_buffer("joint_template", torch.einsum("jv,vc->jc", full.J_regressor, full.v_template))
-        self.register_buffer("joint_shapedirs", torch.einsum("jv,vcl->jcl", full.J_regressor, full.shapedirs))
-        self.register_buffer("joint_exprdirs", torch.einsum("jv,vcl->jcl", full.J_regressor, full.exprdirs))
+        regress = lambda dirs: torch.einsum("jv,lvc->ljc", full.J_regressor, dirs.view(len(dirs), V, 3)).reshape(len(dirs), -1)  # noqa: E731
+        self.register_buffer("joint_shapedirs", regress(full.shapedirs))   # [300, J*3]
+        self.register_buffer("joint_exprdirs", regress(full.exprdirs))     # [100, J*3]
         self.register_buffer("faces", remap[full.faces])
 
     def forward(self, params: FlameParams) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.full
         p = params.to(self.v_template.device, self.v_template.dtype)
-        betas = torch.cat([p.shape, p.expression], dim=1)
-        dirs = torch.cat([self.shapedirs[:, :, :p.n_shape], self.exprdirs[:, :, :p.n_exp]], dim=2)
-        jdirs = torch.cat([self.joint_shapedirs[:, :, :p.n_shape], self.joint_exprdirs[:, :, :p.n_exp]], dim=2)
-        rest_joints = self.joint_template[None] + torch.einsum("bl,jcl->bjc", betas, jdirs)
-        verts, _ = lbs(betas, p.full_pose(), self.v_template, dirs, self.posedirs, None, f.parents,
-                       self.lbs_weights, rest_joints=rest_joints)
+        v_shaped = (self.v_template + blend_shapes(p.shape, self.shapedirs[:p.n_shape])
+                    + blend_shapes(p.expression, self.exprdirs[:p.n_exp]))
+        rest_joints = (self.joint_template + blend_shapes(p.shape, self.joint_shapedirs[:p.n_shape])
+                       + blend_shapes(p.expression, self.joint_exprdirs[:p.n_exp]))
+        verts, _ = lbs(v_shaped, p.full_pose(), self.posedirs, None, f.parents, self.lbs_weights,
+                       rest_joints=rest_joints)
         rows = contour_rows(p.global_pose, p.neck_pose)
         contour = landmarks_from_faces(verts, self.faces, f.dynamic_faces[rows], f.dynamic_bary[rows])
         static = landmarks_from_faces(verts, self.faces, f.static_faces, f.static_bary)

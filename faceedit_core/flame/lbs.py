@@ -27,8 +27,8 @@ def batch_rodrigues(rot_vecs: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
 
 def blend_shapes(betas: torch.Tensor, dirs: torch.Tensor) -> torch.Tensor:
-    """Coefficients [B,L] x blendshapes [V,3,L] -> offsets [B,V,3]."""
-    return torch.einsum("bl,vcl->bvc", betas, dirs)
+    """Coefficients [B,L] x blendshapes [L,V*3] (rows flattened C-order from [V,3]) -> offsets [B,V,3]."""
+    return torch.matmul(betas, dirs).reshape(betas.shape[0], -1, 3)
 
 
 def vertices2joints(J_regressor: torch.Tensor, vertices: torch.Tensor) -> torch.Tensor:
@@ -66,23 +66,21 @@ def batch_rigid_transform(rot_mats: torch.Tensor, joints: torch.Tensor, parents:
     return posed_joints, rel
 
 
-def lbs(betas: torch.Tensor, full_pose: torch.Tensor, v_template: torch.Tensor, shapedirs: torch.Tensor,
-        posedirs: torch.Tensor, J_regressor: torch.Tensor | None, parents: torch.Tensor,
-        lbs_weights: torch.Tensor, rest_joints: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """FLAME skinning.
+def lbs(v_shaped: torch.Tensor, full_pose: torch.Tensor, posedirs: torch.Tensor, J_regressor: torch.Tensor | None,
+        parents: torch.Tensor, lbs_weights: torch.Tensor,
+        rest_joints: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """FLAME pose: correctives and skinning of an already shaped mesh.
 
-    betas [B,L] (already laid out for shapedirs [V,3,L]), full_pose [B,J*3] axis-angle,
-    v_template [V,3], posedirs [(J-1)*9, V*3], J_regressor [J,V], parents [J],
-    lbs_weights [V,J] -> vertices [B,V,3], posed joints [B,J,3].
-    rest_joints [B,J,3], when given, replaces the regression (for a mesh that is a vertex
-    subset, whose joints were regressed from the full mesh).
+    v_shaped [B,V,3] (template + shape and expression blendshapes), full_pose [B,J*3]
+    axis-angle, posedirs [(J-1)*9, V*3], J_regressor [J,V], parents [J], lbs_weights [V,J]
+    -> vertices [B,V,3], posed joints [B,J,3]. rest_joints [B,J,3], when given, replaces the
+    regression (for a vertex subset whose joints were regressed from the full mesh).
     """
-    B = betas.shape[0]
-    v_shaped = v_template[None] + blend_shapes(betas, shapedirs)
+    B = v_shaped.shape[0]
     joints = vertices2joints(J_regressor, v_shaped) if rest_joints is None else rest_joints
     J = joints.shape[1]
     rot_mats = batch_rodrigues(full_pose.reshape(-1, 3)).reshape(B, J, 3, 3)
-    eye = torch.eye(3, dtype=betas.dtype, device=betas.device)
+    eye = torch.eye(3, dtype=v_shaped.dtype, device=v_shaped.device)
     pose_feature = (rot_mats[:, 1:] - eye).reshape(B, -1)
     v_posed = v_shaped + torch.matmul(pose_feature, posedirs).reshape(B, -1, 3)
     posed_joints, A = batch_rigid_transform(rot_mats, joints, parents)

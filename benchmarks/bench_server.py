@@ -1,0 +1,68 @@
+"""Edit round trip over loopback (p50, p99) against the same edit called in-process.
+
+Run: .venv/bin/python benchmarks/bench_server.py
+The mapper is trained (or loaded from the cache) first; each request uses a new intensity so
+neither side answers from a result cache. Both sides run in this process on the same Editor.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from backend_server.client import Client  # noqa: E402
+from backend_server.server import Server  # noqa: E402
+from faceedit_core.edit import Editor  # noqa: E402
+from faceedit_core.params import FlameParams  # noqa: E402
+
+N = 200
+
+
+def percentiles(ms: list[float]) -> dict:
+    ms = sorted(ms)
+    return {"p50_ms": statistics.median(ms), "p99_ms": ms[min(len(ms) - 1, int(0.99 * len(ms)))], "n": len(ms)}
+
+
+def main() -> dict:
+    torch.set_num_threads(2)
+    editor = Editor.preview()
+    params = FlameParams.zeros(1, 100, 50)
+    mapper_id = editor.edit(params, prompt="A person who is smiling").mapper_ids[0]
+    intensities = np.linspace(0.5, 1.0, N)
+    local = []
+    for x in intensities:
+        t = time.perf_counter()
+        editor.edit(params, mapper_ids=[mapper_id], intensity=float(x))
+        local.append((time.perf_counter() - t) * 1000)
+    server = Server(lambda: editor, "tcp://127.0.0.1:*")
+    ready = threading.Event()
+    thread = threading.Thread(target=server.serve_forever, args=(ready,), daemon=True)
+    thread.start()
+    ready.wait(10)
+    client = Client(server.bound_address, timeout_s=30)
+    wire = {k: v for k, v in params.to_numpy().items()}
+    client.call("ping")
+    remote = []
+    for x in intensities + 1e-4:
+        t = time.perf_counter()
+        client.call("edit", {"params": wire, "mapper_ids": [mapper_id], "intensity": float(x)})
+        remote.append((time.perf_counter() - t) * 1000)
+    client.close()
+    server.stop()
+    thread.join(5)
+    a, b = percentiles(local), percentiles(remote)
+    print(f"edit in-process:      p50 {a['p50_ms']:7.2f} ms  p99 {a['p99_ms']:7.2f} ms  (n={a['n']})")
+    print(f"edit over loopback:   p50 {b['p50_ms']:7.2f} ms  p99 {b['p99_ms']:7.2f} ms  (n={b['n']})")
+    print(f"protocol overhead:    p50 {b['p50_ms'] - a['p50_ms']:7.2f} ms")
+    return {"edit_in_process": a, "edit_loopback": b}
+
+
+if __name__ == "__main__":
+    main()
