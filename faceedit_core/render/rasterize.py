@@ -43,6 +43,14 @@ def _to_pixels(clip: torch.Tensor, H: int, W: int) -> tuple[torch.Tensor, torch.
     return px, py, clip[..., 2] / w
 
 
+def _edge_functions(X: torch.Tensor, Y: torch.Tensor, sx: torch.Tensor, sy: torch.Tensor) -> torch.Tensor:
+    """Corner x/y [N,3] and sample points [N] -> unnormalised barycentrics [N,3] (twice the sub-areas)."""
+    e0 = (X[:, 2] - X[:, 1]) * (sy - Y[:, 1]) - (Y[:, 2] - Y[:, 1]) * (sx - X[:, 1])
+    e1 = (X[:, 0] - X[:, 2]) * (sy - Y[:, 2]) - (Y[:, 0] - Y[:, 2]) * (sx - X[:, 2])
+    e2 = (X[:, 1] - X[:, 0]) * (sy - Y[:, 0]) - (Y[:, 1] - Y[:, 0]) * (sx - X[:, 0])
+    return torch.stack([e0, e1, e2], 1)
+
+
 def _coverage(px: torch.Tensor, py: torch.Tensor, z: torch.Tensor, w: torch.Tensor, faces: torch.Tensor,
               H: int, W: int, cull_backfaces: bool) -> torch.Tensor:
     """Face id per pixel [H*W] (-1 none) for one image, by z-buffer over bounding-box candidates."""
@@ -72,14 +80,9 @@ def _coverage(px: torch.Tensor, py: torch.Tensor, z: torch.Tensor, w: torch.Tens
         cx = x0[face] + local % bw[face]
         cy = y0[face] + local // bw[face]
         sx, sy = cx.float() + 0.5, cy.float() + 0.5
-        X, Y = fx[face], fy[face]
-        e0 = (X[:, 2] - X[:, 1]) * (sy - Y[:, 1]) - (Y[:, 2] - Y[:, 1]) * (sx - X[:, 1])
-        e1 = (X[:, 0] - X[:, 2]) * (sy - Y[:, 2]) - (Y[:, 0] - Y[:, 2]) * (sx - X[:, 2])
-        e2 = (X[:, 1] - X[:, 0]) * (sy - Y[:, 0]) - (Y[:, 1] - Y[:, 0]) * (sx - X[:, 0])
-        a = area[face]
-        b0, b1, b2 = e0 / a, e1 / a, e2 / a
-        inside = (b0 >= 0) & (b1 >= 0) & (b2 >= 0)
-        depth = b0 * fz[face, 0] + b1 * fz[face, 1] + b2 * fz[face, 2]
+        bary = _edge_functions(fx[face], fy[face], sx, sy) / area[face, None]
+        inside = (bary >= 0).all(1)
+        depth = (bary * fz[face]).sum(1)
         inside &= depth >= -1
         pix = (cy * W + cx)[inside]
         depth, face = depth[inside], face[inside]
@@ -97,13 +100,9 @@ def _barycentrics(px, py, w, faces, face_id, H, W):
     f = faces[face_id[pix]]
     sx = (pix % W).float() + 0.5
     sy = (pix // W).float() + 0.5
-    X, Y, Wc = px[f], py[f], w[f]
-    e0 = (X[:, 2] - X[:, 1]) * (sy - Y[:, 1]) - (Y[:, 2] - Y[:, 1]) * (sx - X[:, 1])
-    e1 = (X[:, 0] - X[:, 2]) * (sy - Y[:, 2]) - (Y[:, 0] - Y[:, 2]) * (sx - X[:, 2])
-    e2 = (X[:, 1] - X[:, 0]) * (sy - Y[:, 0]) - (Y[:, 1] - Y[:, 0]) * (sx - X[:, 0])
-    screen = torch.stack([e0, e1, e2], 1)
+    screen = _edge_functions(px[f], py[f], sx, sy)
     screen = screen / screen.sum(1, keepdim=True)
-    persp = screen / Wc
+    persp = screen / w[f]
     bary = persp / persp.sum(1, keepdim=True)
     out = torch.zeros(H * W, 3, device=dev, dtype=bary.dtype)
     return out.index_put((pix,), bary), pix, screen
