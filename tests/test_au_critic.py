@@ -70,3 +70,18 @@ def test_gradient_flows_to_the_expression(demo):
     au2 = au_intensities(out2.landmarks, neutral.landmarks, out2.vertices, neutral.vertices, probes)
     au2["AU12"].sum().backward()
     assert p2.expression.grad[0, 7] > 0
+
+
+def test_works_on_a_flame_file_with_its_landmark_embedding(golden_flame_dir):
+    """The critic needs only landmarks and vertices: a FLAME-layout model from a file works too."""
+    from faceedit_core.flame import FlameLayer
+    layer = FlameLayer.from_files(golden_flame_dir / "synthetic_flame_sparse.pkl", golden_flame_dir / "landmark_embedding.npy")
+    neutral = layer(FlameParams.zeros(1, 100, 50))
+    probes = find_probes(neutral.vertices[0], neutral.landmarks[0])
+    opened = FlameParams.zeros(1, 100, 50)
+    opened.jaw_pose[0, 0] = 0.3
+    out = layer(opened)
+    au = au_intensities(out.landmarks, neutral.landmarks, out.vertices, neutral.vertices, probes)
+    assert present(au)["AU26"].item() and not present(au)["AU1"].item()
+    still = au_intensities(neutral.landmarks, neutral.landmarks, neutral.vertices, neutral.vertices, probes)
+    assert all(v.item() == 0 for v in still.values())
