@@ -54,3 +54,15 @@ def test_turntable_spacing_and_limits():
 def test_flame_to_world_is_next3ds_mapping():
     v = torch.tensor([[0.0, 0.01, 0.01], [0.1, 0.0, 0.0]])
     torch.testing.assert_close(flame_to_world(v), torch.tensor([[0.0, 0.0, 0.0], [0.25, -0.025, -0.025]]))
+
+
+def test_next3d_plane_views():
+    from faceedit_core.render.cameras import NEXT3D_VIEWS, next3d_plane_clip
+    tip = torch.tensor([[[0.0, 0.01, 0.11], [0.05, 0.01, 0.01]]])  # nose tip ahead, a point on the +x side
+    clip = next3d_plane_clip(tip)
+    assert clip.shape == (1, len(NEXT3D_VIEWS), 2, 4)
+    front, plus90, minus90, top = clip[0]
+    torch.testing.assert_close(front[0, :2], torch.tensor([0.0, 0.0]))           # (v + shift) * 5
+    assert front[0, 2] < front[1, 2]                                            # the nose is nearest from the front
+    assert plus90[0, 0] > 0.4 and minus90[0, 0] < -0.4                          # the nose points sideways
+    torch.testing.assert_close(top[0, 1], torch.tensor(-0.5))                  # from the top, forward is down

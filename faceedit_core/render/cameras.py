@@ -113,3 +113,28 @@ def turntable(n_views: int, yaw_range=(-180.0, 180.0), pitch_deg: float = 0.0, r
     full = math.isclose(hi - lo, 360.0)
     yaws = torch.linspace(lo, hi, n_views + (1 if full else 0))[: n_views] if n_views > 1 else torch.tensor([0.5 * (lo + hi)])
     return orbit(yaws, pitch_deg, radius, pivot)
+
+
+NEXT3D_PLANE_SCALE = 5.0
+NEXT3D_VIEWS = ("front", "yaw+90", "yaw-90", "top")
+
+
+def next3d_plane_clip(verts: torch.Tensor) -> torch.Tensor:
+    """Next3D's orthographic plane views of FLAME vertices: [B,V,3] -> clip [B,4,V,4].
+
+    Views in NEXT3D_VIEWS order: front, the head turned +90 and -90 degrees about y, and seen
+    from the top (pitch 90). Each maps (v + [0, -0.01, -0.01]) * 5 into NDC [-1, 1] (x right,
+    y up, depth = -z of the turned head, nearer is smaller), w = 1.
+    """
+    v = (verts + verts.new_tensor(FLAME_SHIFT)) * NEXT3D_PLANE_SCALE
+    c, s = 0.0, 1.0  # cos and sin of 90 degrees
+    rots = verts.new_tensor([
+        [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+        [[c, 0, s], [0, 1, 0], [-s, 0, c]],
+        [[c, 0, -s], [0, 1, 0], [s, 0, c]],
+        [[1, 0, 0], [0, c, -s], [0, s, c]],
+    ])
+    turned = torch.einsum("kij,bvj->bkvi", rots, v)
+    ones = torch.ones_like(turned[..., :1])
+    depth = (1 - turned[..., 2:3]) * 0.5  # z in [-1, 1] towards the viewer -> depth in [0, 1]
+    return torch.cat([turned[..., :2], depth, ones], -1)

@@ -53,9 +53,15 @@ def _edge_functions(X: torch.Tensor, Y: torch.Tensor, sx: torch.Tensor, sy: torc
 
 def _coverage(px: torch.Tensor, py: torch.Tensor, z: torch.Tensor, w: torch.Tensor, faces: torch.Tensor,
               H: int, W: int, cull_backfaces: bool) -> torch.Tensor:
-    """Face id per pixel [H*W] (-1 none) for one image, by z-buffer over bounding-box candidates."""
+    """Face id per pixel [B,H*W] (-1 none) by a z-buffer over bounding-box candidates.
+
+    px, py, z, w [B,V]: pixel coordinates, depth and clip w. All B images are one candidate
+    set (face g of the flattened [B*F] list belongs to image g // F).
+    """
     dev = px.device
-    fx, fy, fz, fw = px[faces], py[faces], z[faces], w[faces]  # [F,3]
+    B, F = px.shape[0], faces.shape[0]
+    fx, fy = px[:, faces].reshape(-1, 3), py[:, faces].reshape(-1, 3)  # [B*F,3]
+    fz, fw = z[:, faces].reshape(-1, 3), w[:, faces].reshape(-1, 3)
     area = (fx[:, 1] - fx[:, 0]) * (fy[:, 2] - fy[:, 0]) - (fx[:, 2] - fx[:, 0]) * (fy[:, 1] - fy[:, 0])
     keep = (fw > 0).all(1) & (area.abs() > 1e-12)
     if cull_backfaces:
@@ -67,8 +73,8 @@ def _coverage(px: torch.Tensor, py: torch.Tensor, z: torch.Tensor, w: torch.Tens
     bw, bh = (x1 - x0 + 1).clamp(min=0), (y1 - y0 + 1).clamp(min=0)
     n = bw * bh * keep
     ids = torch.nonzero(n > 0).squeeze(1)
-    best = torch.full((H * W,), float("inf"), device=dev)
-    owner = torch.full((H * W,), -1, dtype=torch.long, device=dev)
+    best = torch.full((B * H * W,), float("inf"), device=dev)
+    owner = torch.full((B * H * W,), -1, dtype=torch.long, device=dev)
     counts = n[ids]
     cum = torch.cumsum(counts, 0)
     lo = 0
@@ -79,33 +85,16 @@ def _coverage(px: torch.Tensor, py: torch.Tensor, z: torch.Tensor, w: torch.Tens
         local = torch.arange(int(c.sum()), device=dev) - torch.repeat_interleave(torch.cumsum(c, 0) - c, c)
         cx = x0[face] + local % bw[face]
         cy = y0[face] + local // bw[face]
-        sx, sy = cx.float() + 0.5, cy.float() + 0.5
-        bary = _edge_functions(fx[face], fy[face], sx, sy) / area[face, None]
-        inside = (bary >= 0).all(1)
+        bary = _edge_functions(fx[face], fy[face], cx.float() + 0.5, cy.float() + 0.5) / area[face, None]
         depth = (bary * fz[face]).sum(1)
-        inside &= depth >= -1
-        pix = (cy * W + cx)[inside]
+        inside = (bary >= 0).all(1) & (depth >= -1)
+        pix = ((face // F) * (H * W) + cy * W + cx)[inside]
         depth, face = depth[inside], face[inside]
         best.scatter_reduce_(0, pix, depth, reduce="amin")
         win = depth <= best[pix]
-        owner[pix[win]] = face[win]
+        owner[pix[win]] = face[win] % F
         lo = hi
-    return owner
-
-
-def _barycentrics(px, py, w, faces, face_id, H, W):
-    """Differentiable perspective-correct barycentrics [H*W,3] for covered pixels."""
-    dev = px.device
-    pix = torch.nonzero(face_id >= 0).squeeze(1)
-    f = faces[face_id[pix]]
-    sx = (pix % W).float() + 0.5
-    sy = (pix // W).float() + 0.5
-    screen = _edge_functions(px[f], py[f], sx, sy)
-    screen = screen / screen.sum(1, keepdim=True)
-    persp = screen / w[f]
-    bary = persp / persp.sum(1, keepdim=True)
-    out = torch.zeros(H * W, 3, device=dev, dtype=bary.dtype)
-    return out.index_put((pix,), bary), pix, screen
+    return owner.view(B, H * W)
 
 
 def rasterize(clip_verts: torch.Tensor, faces: torch.Tensor, size: tuple[int, int],
@@ -123,21 +112,21 @@ def rasterize(clip_verts: torch.Tensor, faces: torch.Tensor, size: tuple[int, in
         return _rasterize_nvdiffrast(clip_verts, faces, H, W, cull_backfaces)
     if backend != "torch":
         raise InputError(f"unknown rasteriser backend '{backend}' (auto, torch, nvdiffrast)")
-    ids, barys, depths = [], [], []
-    for b in range(clip_verts.shape[0]):
-        px, py, z = _to_pixels(clip_verts[b], H, W)
-        w = clip_verts[b, :, 3]
-        with torch.no_grad():
-            face_id = _coverage(px.detach(), py.detach(), z.detach(), w.detach(), faces, H, W, cull_backfaces)
-        bary, pix, screen = _barycentrics(px, py, w, faces, face_id, H, W)
-        depth = torch.ones(H * W, device=clip_verts.device, dtype=clip_verts.dtype)
-        if len(pix):
-            zf = z[faces[face_id[pix]]]
-            depth = depth.index_put((pix,), (screen * zf).sum(1))
-        ids.append(face_id.view(H, W))
-        barys.append(bary.view(H, W, 3))
-        depths.append(depth.view(H, W))
-    return Fragments(torch.stack(ids), torch.stack(barys), torch.stack(depths))
+    px, py, z = _to_pixels(clip_verts, H, W)  # [B,V]
+    w = clip_verts[..., 3]
+    with torch.no_grad():
+        face_id = _coverage(px.detach(), py.detach(), z.detach(), w.detach(), faces, H, W, cull_backfaces)
+    item, pix = torch.nonzero(face_id >= 0, as_tuple=True)
+    corners = faces[face_id[item, pix]]  # [P,3]
+    sx, sy = (pix % W).to(px.dtype) + 0.5, (pix // W).to(px.dtype) + 0.5
+    screen = _edge_functions(px[item[:, None], corners], py[item[:, None], corners], sx, sy)
+    screen = screen / screen.sum(1, keepdim=True)
+    persp = screen / w[item[:, None], corners]
+    B = clip_verts.shape[0]
+    bary = torch.zeros(B, H * W, 3, dtype=px.dtype, device=px.device).index_put((item, pix), persp / persp.sum(1, keepdim=True))
+    depth = torch.ones(B, H * W, dtype=px.dtype, device=px.device).index_put(
+        (item, pix), (screen * z[item[:, None], corners]).sum(1))
+    return Fragments(face_id.view(B, H, W), bary.view(B, H, W, 3), depth.view(B, H, W))
 
 
 def interpolate(attrs: torch.Tensor, frags: Fragments, faces: torch.Tensor) -> torch.Tensor:
