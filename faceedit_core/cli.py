@@ -15,7 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "head": ("faceedit_core.cli_head", "head", "Inspect and export the procedural demo head."),
     "render": ("faceedit_core.cli_render", "render", "Render multi-view images of a FLAME head."),
     "edit": ("faceedit_core.cli_edit", "edit", "Edit the expression of FLAME parameters from a prompt."),
-    "train": ("faceedit_core.cli_train", "train", "Train a paper-tier mapper set for a prompt."),
+    "train": ("faceedit_core.cli_train", "train", "Train (and cache) the mapper for a prompt ahead of time."),
     "demo": ("faceedit_core.cli_demo", "demo", "Run the embedded default end to end into a folder."),
     "models": ("faceedit_core.cli_demo", "models", "List the user model files found in a folder."),
 }

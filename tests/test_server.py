@@ -191,12 +191,13 @@ def test_eight_clients_fifty_requests_nothing_lost_or_crossed(server):
 @given(payload=st.one_of(
     st.binary(max_size=200),
     st.builds(lambda d: msgpack.packb(d), st.dictionaries(st.sampled_from(["v", "id", "op", "args", "x"]),
-                                                          st.one_of(st.integers(), st.text(max_size=8), st.none(),
+                                                          st.one_of(st.integers(-2**63, 2**63 - 1), st.text(max_size=8), st.none(),
                                                                     st.binary(max_size=8)), max_size=5)),
     st.builds(lambda op, a: P.encode({"v": 1, "id": "fz", "op": op, "args": a}),
               st.sampled_from(["edit", "render", "status", "cancel"]),
               st.dictionaries(st.sampled_from(["params", "prompt", "size", "job", "turntable", "cameras"]),
-                              st.one_of(st.integers(), st.text(max_size=5), st.none(), st.lists(st.integers(), max_size=3)),
+                              st.one_of(st.integers(-2**63, 2**63 - 1), st.text(max_size=5), st.none(),
+                                        st.lists(st.integers(-2**31, 2**31), max_size=3)),
                               max_size=4))))
 def test_fuzzed_messages_never_take_the_server_down(server, payload):
     sock = zmq.Context.instance().socket(zmq.DEALER)
