@@ -77,16 +77,20 @@ def _coverage(px: torch.Tensor, py: torch.Tensor, z: torch.Tensor, w: torch.Tens
     owner = torch.full((B * H * W,), -1, dtype=torch.long, device=dev)
     counts = n[ids]
     cum = torch.cumsum(counts, 0)
+    packed = torch.cat([fx, fy, fz, area[:, None]], 1)  # [B*F,10]
     lo = 0
     while lo < len(ids):  # faces in groups of about CHUNK candidate pixels
         hi = max(int(torch.searchsorted(cum, cum[lo] - counts[lo] + CHUNK, right=True)), lo + 1)
         f, c = ids[lo:hi], counts[lo:hi]
         face = torch.repeat_interleave(f, c)
         local = torch.arange(int(c.sum()), device=dev) - torch.repeat_interleave(torch.cumsum(c, 0) - c, c)
-        cx = x0[face] + local % bw[face]
-        cy = y0[face] + local // bw[face]
-        bary = _edge_functions(fx[face], fy[face], cx.float() + 0.5, cy.float() + 0.5) / area[face, None]
-        depth = (bary * fz[face]).sum(1)
+        # one gather of everything a candidate needs from its face (index_select beats fancy indexing)
+        fdata = packed.index_select(0, face)
+        X, Y, Z, a = fdata[:, 0:3], fdata[:, 3:6], fdata[:, 6:9], fdata[:, 9]
+        cx = x0.index_select(0, face) + local % bw.index_select(0, face)
+        cy = y0.index_select(0, face) + local // bw.index_select(0, face)
+        bary = _edge_functions(X, Y, cx.float() + 0.5, cy.float() + 0.5) / a[:, None]
+        depth = (bary * Z).sum(1)
         inside = (bary >= 0).all(1) & (depth >= -1)
         pix = ((face // F) * (H * W) + cy * W + cx)[inside]
         depth, face = depth[inside], face[inside]
@@ -117,15 +121,17 @@ def rasterize(clip_verts: torch.Tensor, faces: torch.Tensor, size: tuple[int, in
     with torch.no_grad():
         face_id = _coverage(px.detach(), py.detach(), z.detach(), w.detach(), faces, H, W, cull_backfaces)
     item, pix = torch.nonzero(face_id >= 0, as_tuple=True)
-    corners = faces[face_id[item, pix]]  # [P,3]
+    V = px.shape[1]
+    flat = (faces.index_select(0, face_id[item, pix]) + (item * V)[:, None]).reshape(-1)  # [P*3] into [B*V]
+    take = lambda t: t.reshape(-1).index_select(0, flat).view(-1, 3)  # noqa: E731
     sx, sy = (pix % W).to(px.dtype) + 0.5, (pix // W).to(px.dtype) + 0.5
-    screen = _edge_functions(px[item[:, None], corners], py[item[:, None], corners], sx, sy)
+    screen = _edge_functions(take(px), take(py), sx, sy)
     screen = screen / screen.sum(1, keepdim=True)
-    persp = screen / w[item[:, None], corners]
+    persp = screen / take(w)
     B = clip_verts.shape[0]
     bary = torch.zeros(B, H * W, 3, dtype=px.dtype, device=px.device).index_put((item, pix), persp / persp.sum(1, keepdim=True))
     depth = torch.ones(B, H * W, dtype=px.dtype, device=px.device).index_put(
-        (item, pix), (screen * z[item[:, None], corners]).sum(1))
+        (item, pix), (screen * take(z)).sum(1))
     return Fragments(face_id.view(B, H, W), bary.view(B, H, W, 3), depth.view(B, H, W))
 
 
