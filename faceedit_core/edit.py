@@ -198,7 +198,8 @@ class Editor:
             _, psi = apply_mappers([(self.mapper(m), float(intensity)) for m in mapper_ids], None, p.expression)
             edited = p.replace(expression=psi)
             out = self.layer(edited)
-            au = self.objective.intensities(edited)
+            in_head_frame = all(not t.any() for t in (edited.global_pose, edited.neck_pose, edited.transl))
+            au = self.objective.intensities(edited, posed=(out.vertices, out.landmarks) if in_head_frame else None)
         return EditResult(edited.to("cpu"), out.vertices.cpu(), out.landmarks.cpu(),
                           {a: au[a].cpu().tolist() for a in AUS}, target, mapper_ids)
 

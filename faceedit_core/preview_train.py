@@ -52,12 +52,20 @@ class AUObjective:
         self.n_components = n_components
         self.n_exp = layer.n_exp
 
-    def intensities(self, params: FlameParams, neutral: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
-        """{AU: [B]} of params against the same identities with zero expression and jaw."""
+    def intensities(self, params: FlameParams, neutral: tuple[torch.Tensor, torch.Tensor] | None = None,
+                    posed: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
+        """{AU: [B]} of params against the same identities with zero expression and jaw.
+
+        posed: (full-mesh vertices [B,V,3], landmarks [B,68,3]) already computed for params in the
+        head frame (global pose, neck and translation zero), to skip posing the subset again.
+        """
         if neutral is None:
             with torch.no_grad():
                 neutral = self.neutral(params)
-        verts, lms = self.subset(_head_frame(params))
+        if posed is None:
+            verts, lms = self.subset(_head_frame(params))
+        else:
+            verts, lms = posed[0][:, self.subset.vertex_ids], posed[1]
         return au_intensities(lms, neutral[1], verts, neutral[0], self.probes)
 
     def neutral(self, params: FlameParams) -> tuple[torch.Tensor, torch.Tensor]:

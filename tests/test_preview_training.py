@@ -86,3 +86,15 @@ def test_bad_edit_requests(editor):
         editor.edit(params, mapper_ids=["pv-0123456789abcdef"])
     with pytest.raises(InputError, match="'expression' has 120"):
         editor.edit(FlameParams.zeros(1, 100, 120), prompt="smile")
+
+
+def test_au_readout_from_the_full_mesh_equals_the_subset(layer):
+    objective = AUObjective(layer, len(COMPONENTS))
+    p = FlameParams.zeros(2, 300, 100)
+    p.expression[:, 7] = torch.tensor([0.4, 1.0])
+    p.jaw_pose[:, 0] = 0.1
+    out = layer(p)
+    direct = objective.intensities(p)
+    reused = objective.intensities(p, posed=(out.vertices, out.landmarks))
+    for au in direct:
+        torch.testing.assert_close(reused[au], direct[au], atol=1e-5, rtol=1e-4)
