@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import zmq
 
@@ -31,14 +32,23 @@ def free_port() -> int:
 
 
 class RunningServer:
-    def __init__(self, port: int | None = None, factory=fast_editor):
-        self.port = port or free_port()
-        self.address = f"tcp://127.0.0.1:{self.port}"
-        self.server = Server(factory, self.address)
-        ready = threading.Event()
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(ready,), daemon=True)
-        self.thread.start()
-        assert ready.wait(10), "server did not start"
+    """Binds a port the OS picks at bind time (no race with other sockets), or `port` when given
+    (a restart on the same address: retried while the old socket's port is being released)."""
+
+    def __init__(self, port: int | None = None, factory=fast_editor, attempts: int = 50):
+        for _ in range(attempts):
+            self.server = Server(factory, f"tcp://127.0.0.1:{port or '*'}")
+            ready = threading.Event()
+            self.thread = threading.Thread(target=self.server.serve_forever, args=(ready,), daemon=True)
+            self.thread.start()
+            if ready.wait(10):
+                break
+            self.thread.join(timeout=1)  # the bind failed; try again shortly
+            time.sleep(0.1)
+        else:
+            raise AssertionError("server did not start")
+        self.address = self.server.bound_address
+        self.port = int(self.address.rsplit(":", 1)[1])
 
     def stop(self) -> None:
         self.server.stop()

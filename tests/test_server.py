@@ -114,7 +114,6 @@ def _wait_reply(client, rid, timeout=60):
 
 
 def test_client_survives_a_server_restart_mid_request():
-    port = free_port()
     slow_started = threading.Event()
 
     class SlowEditor:
@@ -128,7 +127,8 @@ def test_client_survives_a_server_restart_mid_request():
             time.sleep(1.0)
             return fast_editor().edit(*args, **kwargs)
 
-    first = RunningServer(port, factory=SlowEditor)
+    first = RunningServer(factory=SlowEditor)
+    port = first.port
     client = Client(first.address, timeout_s=2.0, retries=5)
     result = {}
     t = threading.Thread(target=lambda: result.update(client.call("edit", {"params": PARAMS, "prompt": "raise brows"})))
@@ -226,13 +226,13 @@ def test_curve_round_trip(tmp_path):
     for name in ("server", "client"):
         (tmp_path / name).mkdir()
         zmq.auth.create_certificates(str(tmp_path / name), name)
-    port = free_port()
-    srv = Server(fast_editor, f"tcp://127.0.0.1:{port}",
+    srv = Server(fast_editor, "tcp://127.0.0.1:*",
                  curve=CurveConfig(tmp_path / "server" / "server.key_secret", tmp_path / "client"))
     ready = threading.Event()
     t = threading.Thread(target=srv.serve_forever, args=(ready,), daemon=True)
     t.start()
     assert ready.wait(10)
+    port = int(srv.bound_address.rsplit(":", 1)[1])
     try:
         good = Client(f"tcp://127.0.0.1:{port}", timeout_s=5, retries=0,
                       curve=CurveKeys(tmp_path / "client" / "client.key_secret", tmp_path / "server" / "server.key"))
