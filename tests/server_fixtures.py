@@ -31,6 +31,13 @@ def free_port() -> int:
     return port
 
 
+def _serve(server: Server, ready: threading.Event) -> None:
+    try:
+        server.serve_forever(ready)
+    except zmq.ZMQError:  # the port is still held by the previous server: the caller retries
+        pass
+
+
 class RunningServer:
     """Binds a port the OS picks at bind time (no race with other sockets), or `port` when given
     (a restart on the same address: retried while the old socket's port is being released)."""
@@ -39,7 +46,7 @@ class RunningServer:
         for _ in range(attempts):
             self.server = Server(factory, f"tcp://127.0.0.1:{port or '*'}")
             ready = threading.Event()
-            self.thread = threading.Thread(target=self.server.serve_forever, args=(ready,), daemon=True)
+            self.thread = threading.Thread(target=_serve, args=(self.server, ready), daemon=True)
             self.thread.start()
             if ready.wait(10):
                 break
