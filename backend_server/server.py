@@ -116,7 +116,10 @@ class Server:
 
     def _post(self, item: tuple) -> None:
         self.outbox.put(item)
-        self._wake.send(b"", zmq.NOBLOCK)
+        try:
+            self._wake.send(b"", zmq.NOBLOCK)
+        except zmq.ZMQError:  # the socket loop has stopped: nobody to wake, the job just ends
+            pass
 
     def _work_loop(self) -> None:
         while not self.stop_event.is_set():

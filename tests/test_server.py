@@ -129,7 +129,7 @@ def test_client_survives_a_server_restart_mid_request():
 
     first = RunningServer(factory=SlowEditor)
     port = first.port
-    client = Client(first.address, timeout_s=2.0, retries=5)
+    client = Client(first.address, timeout_s=2.0, retries=30)
     result = {}
     t = threading.Thread(target=lambda: result.update(client.call("edit", {"params": PARAMS, "prompt": "raise brows"})))
     t.start()
