@@ -1,0 +1,55 @@
+"""EG3D's 8x hybrid super-resolution (`SuperresolutionHybrid8XDC`), used unchanged by Next3D.
+
+`(rgb [B,3,r,r], x [B,C,r,r], ws [B,L,512]) -> image [B,3,512,512]`: both inputs are resized to
+128^2 (bilinear, antialiased), then two StyleGAN2 blocks (C -> 256 channels at 256^2, 256 -> 128
+at 512^2) add detail; the RGB skip path carries `rgb`. Only the last w row is used (3 times per
+block). With `sr_num_fp16_res > 0` the blocks clamp at +-256 (and run in float16 on CUDA).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import InputError
+from .layers import SynthesisBlock
+
+INPUT_RESOLUTION = 128
+
+
+class SuperresolutionHybrid8XDC(nn.Module):
+    def __init__(self, channels: int, img_resolution: int = 512, sr_num_fp16_res: int = 4,
+                 sr_antialias: bool = True, fused_modconv_default: bool | str = "inference_only",
+                 w_dim: int = 512):
+        super().__init__()
+        if img_resolution != 512:
+            raise InputError(f"SuperresolutionHybrid8XDC outputs 512 pixels, img_resolution is {img_resolution}")
+        use_fp16 = sr_num_fp16_res > 0
+        clamp = 256 if use_fp16 else None
+        self.sr_antialias = sr_antialias
+        self.block0 = SynthesisBlock(channels, 256, w_dim, 256, 3, use_fp16=use_fp16,
+                                     conv_clamp=clamp, fused_modconv_default=fused_modconv_default)
+        self.block1 = SynthesisBlock(256, 128, w_dim, 512, 3, use_fp16=use_fp16,
+                                     conv_clamp=clamp, fused_modconv_default=fused_modconv_default)
+
+    def resize_inputs(self, rgb: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both `[B,C,r,r]` -> `[B,C,128,128]` (unchanged when already 128)."""
+        if x.shape[-1] == INPUT_RESOLUTION:
+            return rgb, x
+        size = (INPUT_RESOLUTION, INPUT_RESOLUTION)
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=self.sr_antialias)
+        rgb = F.interpolate(rgb, size=size, mode="bilinear", align_corners=False, antialias=self.sr_antialias)
+        return rgb, x
+
+    def forward(self, rgb: torch.Tensor, x: torch.Tensor, ws: torch.Tensor, noise_mode: str = "none",
+                fused_modconv: bool | str | None = None) -> torch.Tensor:
+        if rgb.ndim != 4 or rgb.shape[1] != 3:
+            raise InputError(f"rgb must have shape [B,3,H,W], got {list(rgb.shape)}")
+        if x.ndim != 4 or x.shape[0] != rgb.shape[0] or x.shape[-2:] != rgb.shape[-2:]:
+            raise InputError(f"x must have shape [{rgb.shape[0]},C,{rgb.shape[2]},{rgb.shape[3]}], got {list(x.shape)}")
+        ws = ws[:, -1:, :].repeat(1, 3, 1)
+        rgb, x = self.resize_inputs(rgb, x)
+        x, rgb = self.block0(x, rgb, ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
+        x, rgb = self.block1(x, rgb, ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
+        return rgb
