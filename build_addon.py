@@ -1,0 +1,125 @@
+"""Build the FaceEdit Blender extension zip(s) without a Blender binary.
+
+    python build_addon.py [--out dist] [--platforms linux-x64,windows-x64,macos-arm64,macos-x64]
+
+Stages blender_addon/ into build/addon/faceedit/, copies the torch-free wire modules
+(backend_server/protocol.py and client.py: their single source) into its `wire/` package,
+fetches unmodified pyzmq and msgpack wheels with pip, writes them into the manifest and runs the
+extension builder that ships inside the bpy wheel (`blender_ext.py build`). The bpy wheel is
+looked up in .venv-blender, or given with --blender-ext.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+WIRE_MODULES = ("protocol.py", "client.py")
+WHEELS = ("pyzmq==27.3.0", "msgpack==1.2.4")
+# Blender platform -> pip platform tags (pip also accepts the older manylinux/macOS tags they imply)
+PIP_PLATFORMS = {"linux-x64": ["manylinux_2_28_x86_64"], "windows-x64": ["win_amd64"],
+                 "macos-arm64": ["macosx_11_0_arm64"], "macos-x64": ["macosx_10_15_x86_64"]}
+BLENDER_EXT = "lib/python3.11/site-packages/bpy/5.0/scripts/addons_core/bl_pkg/cli/blender_ext.py"
+
+
+def current_platform() -> str:
+    import platform
+    machine = platform.machine().lower()
+    arch = "arm64" if machine in ("arm64", "aarch64") else "x64"
+    system = {"darwin": "macos", "win32": "windows"}.get(sys.platform, "linux")
+    return f"{system}-{arch}"
+
+
+def stage(stage_dir: Path) -> Path:
+    """blender_addon/ + wire/{protocol,client}.py -> stage_dir/faceedit (a fresh copy)."""
+    pkg = stage_dir / "faceedit"
+    if pkg.exists():
+        shutil.rmtree(pkg)
+    shutil.copytree(ROOT / "blender_addon", pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "wheels"))
+    wire = pkg / "wire"
+    wire.mkdir()
+    (wire / "__init__.py").write_text('"""Copied from backend_server/ by build_addon.py: edit the originals there."""\n')
+    for name in WIRE_MODULES:
+        shutil.copy2(ROOT / "backend_server" / name, wire / name)
+    return pkg
+
+
+def fetch_wheels(pkg: Path, platforms: list[str], cache: Path) -> list[str]:
+    """pip download the wheels for each platform -> their paths relative to the package."""
+    (pkg / "wheels").mkdir(exist_ok=True)
+    names = []
+    for plat in platforms:
+        dest = cache / plat
+        dest.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--no-deps",
+               "--python-version", "3.11", "--implementation", "cp", "-d", str(dest)]
+        for tag in PIP_PLATFORMS[plat]:
+            cmd += ["--platform", tag]
+        subprocess.run(cmd + list(WHEELS), check=True)
+        for spec in WHEELS:
+            dist, version = spec.split("==")
+            found = sorted(dest.glob(f"{dist}-{version}-*.whl"))
+            if not found:
+                raise SystemExit(f"build_addon: pip did not fetch a {spec} wheel for {plat} into {dest}")
+            shutil.copy2(found[-1], pkg / "wheels" / found[-1].name)
+            names.append(f"./wheels/{found[-1].name}")
+    return names
+
+
+def write_manifest(pkg: Path, wheels: list[str], platforms: list[str]) -> None:
+    text = (pkg / "blender_manifest.toml").read_text()
+    listed = lambda items: "[" + ", ".join(f'"{i}"' for i in items) + "]"  # noqa: E731
+    extra = f"wheels = {listed(wheels)}\nplatforms = {listed(platforms)}\n"
+    head, sep, tail = text.partition("\n[permissions]")
+    (pkg / "blender_manifest.toml").write_text(head.rstrip() + "\n\n" + extra + sep + tail)
+
+
+def find_blender_ext(given: str | None) -> Path:
+    path = Path(given) if given else ROOT / ".venv-blender" / BLENDER_EXT
+    if not path.is_file():
+        raise SystemExit(f"build_addon: the extension builder {path} is missing: create .venv-blender "
+                         f"(`make blender-venv`: python3.11 -m venv .venv-blender && .venv-blender/bin/pip install "
+                         f"bpy==5.0.1) or pass --blender-ext PATH/TO/blender_ext.py")
+    return path
+
+
+def build(out: Path, platforms: list[str], blender_ext: Path, work: Path = ROOT / "build" / "addon") -> list[Path]:
+    """-> the built zips (one per platform)."""
+    pkg = stage(work)
+    write_manifest(pkg, fetch_wheels(pkg, platforms, work / "wheel-cache"), platforms)
+    out.mkdir(parents=True, exist_ok=True)
+    before = set(out.glob("faceedit-*.zip"))
+    for old in before:
+        old.unlink()
+    cmd = [sys.executable, str(blender_ext), "build", "--source-dir", str(pkg), "--output-dir", str(out)]
+    if len(platforms) > 1:
+        cmd.append("--split-platforms")
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    zips = sorted(out.glob("faceedit-*.zip"))
+    if not zips:
+        raise SystemExit(f"build_addon: the builder wrote no zip into {out}")
+    return zips
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(ROOT / "dist"), help="folder for the zip(s)")
+    ap.add_argument("--platforms", default=current_platform(),
+                    help=f"comma-separated, of {', '.join(PIP_PLATFORMS)} (default: this machine's)")
+    ap.add_argument("--blender-ext", default=None, help="path to blender_ext.py (default: from .venv-blender)")
+    ns = ap.parse_args(argv)
+    platforms = [p.strip() for p in ns.platforms.split(",") if p.strip()]
+    unknown = [p for p in platforms if p not in PIP_PLATFORMS]
+    if unknown:
+        raise SystemExit(f"build_addon: unknown platform(s) {unknown}; known: {', '.join(PIP_PLATFORMS)}")
+    for z in build(Path(ns.out), platforms, find_blender_ext(ns.blender_ext)):
+        print(z)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Helpers for scripts that run inside the bpy module (.venv-blender): install the built
+extension, wait on the add-on's poll step, snapshot the scene. Imports nothing but bpy/numpy."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+import bpy
+import numpy as np
+
+
+def install(zip_path: str):
+    """Install and enable the extension zip with Blender's own installer -> the add-on module."""
+    result = bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default", enable_on_install=True)
+    if result != {"FINISHED"}:
+        raise SystemExit(f"package_install_files returned {result}")
+    import bl_ext.user_default.faceedit as fe
+    return fe
+
+
+def configure(fe, address: str, timeout_s: float, retries: int) -> None:
+    p = bpy.context.preferences.addons[fe.__name__].preferences
+    p.address, p.timeout_s, p.retries = address, timeout_s, retries
+
+
+def drain(fe, limit_s: float = 300.0) -> dict:
+    """Call the poll step (timers never fire in the bpy module) until the job ends -> status."""
+    t0 = time.monotonic()
+    while fe.session.JOBS.poll_step():
+        if time.monotonic() - t0 > limit_s:
+            raise SystemExit(f"job still running after {limit_s} s")
+        time.sleep(0.01)
+    s = fe.session.JOBS.status
+    return {"message": s.message, "error": s.error}
+
+
+def key_coords(kb) -> np.ndarray:
+    co = np.empty(len(kb.data) * 3, np.float32)
+    kb.data.foreach_get("co", co)
+    return co.reshape(-1, 3)
+
+
+def snapshot() -> dict:
+    """Everything an operator could change, as plain data (compare two for equality)."""
+    objects = {}
+    for ob in bpy.data.objects:
+        entry = {"type": ob.type, "data": ob.data.name if ob.data else None,
+                 "matrix": [round(v, 6) for row in ob.matrix_world for v in row],
+                 "props": sorted(ob.keys())}
+        if ob.type == "MESH":
+            co = np.empty(len(ob.data.vertices) * 3, np.float32)
+            ob.data.vertices.foreach_get("co", co)
+            entry["verts"] = hashlib.sha256(co.tobytes()).hexdigest()
+            keys = ob.data.shape_keys
+            entry["keys"] = [(kb.name, round(kb.value, 6), hashlib.sha256(key_coords(kb).tobytes()).hexdigest())
+                             for kb in (keys.key_blocks if keys else [])]
+        objects[ob.name] = entry
+    return {"objects": objects,
+            "collections": sorted(c.name for c in bpy.data.collections),
+            "materials": sorted(m.name for m in bpy.data.materials),
+            "images": sorted(i.name for i in bpy.data.images),
+            "meshes": sorted(m.name for m in bpy.data.meshes),
+            "actions": sorted(a.name for a in bpy.data.actions),
+            "scene": {"camera": bpy.context.scene.camera.name if bpy.context.scene.camera else None,
+                      "frames": [bpy.context.scene.frame_start, bpy.context.scene.frame_end]}}
