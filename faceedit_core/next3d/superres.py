@@ -21,16 +21,17 @@ INPUT_RESOLUTION = 128
 class SuperresolutionHybrid8XDC(nn.Module):
     def __init__(self, channels: int, img_resolution: int = 512, sr_num_fp16_res: int = 4,
                  sr_antialias: bool = True, fused_modconv_default: bool | str = "inference_only",
-                 w_dim: int = 512):
+                 w_dim: int = 512, block_channels: tuple[int, int] = (256, 128)):
         super().__init__()
         if img_resolution != 512:
             raise InputError(f"SuperresolutionHybrid8XDC outputs 512 pixels, img_resolution is {img_resolution}")
         use_fp16 = sr_num_fp16_res > 0
         clamp = 256 if use_fp16 else None
         self.sr_antialias = sr_antialias
-        self.block0 = SynthesisBlock(channels, 256, w_dim, 256, 3, use_fp16=use_fp16,
+        c0, c1 = block_channels  # the release: 256, 128 (test-sized configurations use fewer)
+        self.block0 = SynthesisBlock(channels, c0, w_dim, 256, 3, use_fp16=use_fp16,
                                      conv_clamp=clamp, fused_modconv_default=fused_modconv_default)
-        self.block1 = SynthesisBlock(256, 128, w_dim, 512, 3, use_fp16=use_fp16,
+        self.block1 = SynthesisBlock(c0, c1, w_dim, 512, 3, use_fp16=use_fp16,
                                      conv_clamp=clamp, fused_modconv_default=fused_modconv_default)
 
     def resize_inputs(self, rgb: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
