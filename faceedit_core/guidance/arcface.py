@@ -29,8 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InputError
-from .clip_model import find_weights
-from .weights_file import read_state_dict
+from .weights_file import find_weights, read_state_dict
 
 CROP_POOL = 256
 CROP_ROWS, CROP_COLS = (35, 223), (32, 220)

@@ -23,12 +23,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError, MissingModelError
-from .weights_file import read_state_dict
+from ..errors import InputError
+from .weights_file import find_weights, read_state_dict
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 # open_clip's defaults for the tiny test model: a ViT with 64-wide towers of 2 layers, 32 px images
 TINY_CLIP_CONFIG = {"embed_dim": 64, "quick_gelu": True,
                     "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
@@ -81,26 +80,6 @@ class ClipGuidance(nn.Module):
         tokens = open_clip.tokenize(list(prompts), context_length=self.context_length).to(self.mean.device)
         e = self.model.encode_text(tokens)
         return F.normalize(e, dim=-1) if normalize else e
-
-
-def find_weights(path: str | os.PathLike, folder: str, default_name: str, what: str) -> Path:
-    """A weights file: `path` itself, or the first file in `path/folder` or `path` when it is a folder.
-
-    Raises MissingModelError naming what to download and `<models dir>/<folder>/<default_name>`.
-    """
-    path = Path(path).expanduser()
-    if path.is_file():
-        return path
-    if path.is_dir():
-        for d in (path / folder, path):
-            hits = sorted(p for p in d.glob("*") if p.suffix in WEIGHT_SUFFIXES and p.is_file()) if d.is_dir() else []
-            if hits:
-                return hits[0]
-        models_dir = path.parent if path.name == folder else path
-    else:
-        models_dir = path.parent.parent if path.parent.name == folder else path.parent
-    raise MissingModelError(f"{what} not found at {path}: download {what} and put it at "
-                            f"{models_dir / folder / default_name}")
 
 
 def load_clip(path: str | os.PathLike, arch: str | None = None, device: str | torch.device = "cpu",

@@ -1,4 +1,4 @@
-"""Read a network's weights from a file we did not write, without running any code from it.
+"""Find and read a network's weights from a file we did not write, without running any code from it.
 
 Accepted: safetensors; torch pickles (`torch.save` of a state dict, optionally wrapped in
 {"state_dict": ...} and/or prefixed "module."), read with `torch.load(weights_only=True)`;
@@ -15,14 +15,35 @@ from pathlib import Path
 
 import torch
 
-from ..errors import InputError, UnsafeFileError
+from ..errors import InputError, MissingModelError, UnsafeFileError
 from ..flame.unpickle import SafeUnpickler, StateRecord, _make_record_class
 
+WEIGHT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
 _STORAGE_DTYPES = {
     "FloatStorage": torch.float32, "HalfStorage": torch.float16, "BFloat16Storage": torch.bfloat16,
     "DoubleStorage": torch.float64, "LongStorage": torch.int64, "IntStorage": torch.int32,
     "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
 }
+
+
+def find_weights(path: str | os.PathLike, folder: str, default_name: str, what: str) -> Path:
+    """A weights file: `path` itself, or the first file in `path/folder` or `path` when it is a folder.
+
+    Raises MissingModelError naming what to download and `<models dir>/<folder>/<default_name>`.
+    """
+    path = Path(path).expanduser()
+    if path.is_file():
+        return path
+    if path.is_dir():
+        for d in (path / folder, path):
+            hits = sorted(p for p in d.glob("*") if p.suffix in WEIGHT_SUFFIXES and p.is_file()) if d.is_dir() else []
+            if hits:
+                return hits[0]
+        models_dir = path.parent if path.name == folder else path
+    else:
+        models_dir = path.parent.parent if path.parent.name == folder else path.parent
+    raise MissingModelError(f"{what} not found at {path}: download {what} and put it at "
+                            f"{models_dir / folder / default_name}")
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
