@@ -2,8 +2,11 @@
 PY ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
+# Blender as a Python module (bpy 5.0.1 is built for CPython 3.11 only; about 1 GB), nothing else
+BLENDER_VENV := .venv-blender
+BLENDER_STAMP := $(BLENDER_VENV)/.installed
 
-.PHONY: demo test venv bench eval clean
+.PHONY: demo test venv bench eval clean blender-venv addon test-blender
 
 venv: $(STAMP)
 
@@ -13,11 +16,27 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/python -m pip install -q -e '.[test]'
 	@touch $(STAMP)
 
-demo: $(STAMP)
-	$(VENV)/bin/python -m faceedit_core.cli demo --out out/demo
+blender-venv: $(BLENDER_STAMP)
 
-test: $(STAMP)
+$(BLENDER_STAMP):
+	@test -x $(BLENDER_VENV)/bin/python || $(PY) -m venv $(BLENDER_VENV)
+	$(BLENDER_VENV)/bin/python -m pip install -q bpy==5.0.1
+	@touch $(BLENDER_STAMP)
+
+# the installable extension zip for this platform (build_addon.py --platforms ... for others)
+addon: $(STAMP) $(BLENDER_STAMP)
+	$(VENV)/bin/python build_addon.py --out dist
+
+demo: $(STAMP) addon
+	$(VENV)/bin/python -m faceedit_core.cli demo --out out/demo
+	$(VENV)/bin/python demo/run_blender_demo.py --zip dist --out out/demo
+
+# the whole suite, Blender tests included (tests/test_blender_addon.py drives bpy in .venv-blender)
+test: $(STAMP) addon
 	$(VENV)/bin/python -m pytest -q
+
+test-blender: $(STAMP) $(BLENDER_STAMP)
+	$(VENV)/bin/python -m pytest -q tests/test_blender_addon.py
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/run_all.py

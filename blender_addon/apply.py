@@ -129,7 +129,7 @@ def image_planes(scene, head, name: str, pngs: list[bytes], size: int, yaws_deg:
     coll = bpy.data.collections.new(name)
     coll["faceedit_views"] = True
     scene.collection.children.link(coll)
-    origin = head.matrix_world.translation
+    origin = bbox_center(head)
     step = PLANE_SIZE_M + PLANE_GAP_M
     for i, (png, yaw) in enumerate(zip(pngs, yaws_deg)):
         label = f"{name} {i:02d}"
@@ -144,7 +144,13 @@ def image_planes(scene, head, name: str, pngs: list[bytes], size: int, yaws_deg:
     return coll
 
 
-def turntable_rig(scene, head, frames: int, distance_m: float = 0.9, height_m: float = 0.05,
+def bbox_center(obj):
+    """World-space centre of an object's bounding box."""
+    from mathutils import Vector
+    return sum((obj.matrix_world @ Vector(c) for c in obj.bound_box), Vector()) / 8
+
+
+def turntable_rig(scene, head, frames: int, distance_m: float = 0.7, height_m: float = 0.05,
                   lens_mm: float = 85.0):
     """An empty at the head turning 360 degrees over `frames` frames (linear, loops without a
     repeated frame) and a camera parented to it that tracks it. Reuses an existing rig -> (empty, camera)."""
@@ -161,7 +167,7 @@ def turntable_rig(scene, head, frames: int, distance_m: float = 0.9, height_m: f
     cam.parent = empty
     cam.data.lens = lens_mm
     cam.location = (0.0, -distance_m, height_m)
-    empty.location = head.matrix_world.translation
+    empty.location = bbox_center(head)
     empty.animation_data_clear()
     start = scene.frame_start
     empty.rotation_euler = (0.0, 0.0, 0.0)
