@@ -23,6 +23,16 @@ def pae_golden(golden_flame_dir):
     return {k: torch.from_numpy(np.asarray(data[k])) for k in data.files}, index
 
 
+@pytest.fixture(scope="module")
+def golden_bases(pae_golden):
+    """Our bases fitted once from the golden inputs, by the name of the reference entry they match."""
+    g, _ = pae_golden
+    return {"plain": PAEBasis.from_embeddings(g["prompts_raw"], "plain"),
+            "gram_schmidt": PAEBasis.from_embeddings(g["prompts_raw"], "gram_schmidt"),
+            "exact": PAEBasis.from_embeddings(g["corpus"], "pca"), "sklearn": PAEBasis.from_embeddings(g["corpus"], "pca"),
+            "exact_vsign": PAEBasis.from_embeddings(g["corpus"], "pca", pca_sign="feature")}
+
+
 def _pairs(g):
     """Text-major pairs: row i*N_I + j holds text i and image j."""
     n_t, n_i = g["e_T"].shape[0], g["e_I"].shape[0]
@@ -57,15 +67,10 @@ def test_pca_basis_matches_exact_reference_with_both_sign_rules(pae_golden):
 @pytest.mark.parametrize("setting,basis_key", [("pae+", "plain"), ("paeGS+", "gram_schmidt"),
                                                ("paePCA+", "exact"), ("paePCA+", "exact_vsign"),
                                                ("paePCA+", "sklearn"), ("pae", None)])
-def test_pae_targets_and_losses_match_reference(pae_golden, setting, basis_key, alpha):
+def test_pae_targets_and_losses_match_reference(pae_golden, golden_bases, setting, basis_key, alpha):
     g, _ = pae_golden
     e_i, e_t = _pairs(g)
-    if basis_key is None:
-        basis = None
-    elif basis_key in ("plain", "gram_schmidt"):
-        basis = PAEBasis.from_embeddings(g["prompts_raw"], basis_key)
-    else:  # our own PCA fit, with the sign rule each entry used
-        basis = PAEBasis.from_embeddings(g["corpus"], "pca", pca_sign="feature" if basis_key == "exact_vsign" else "sample")
+    basis = None if basis_key is None else golden_bases[basis_key]  # our PCA fit, with each entry's sign rule
     key = f"{setting}_a{alpha}" + (f"_{basis_key}" if setting == "paePCA+" else "")
     target = pae_target(e_i, e_t, basis, alpha=float(alpha))
     _close_rows(target, g[f"target__{key}"])
