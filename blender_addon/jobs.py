@@ -123,9 +123,7 @@ class Jobs:
                 self._done(job, msg.get("result") or {})
             else:
                 err = msg.get("error") or {}
-                hint = msg.get("suggestions")
-                text = err.get("message", "unknown error") + (f" (try: {', '.join(hint[:3])})" if hint else "")
-                self._fail(job, f"{job.label} failed [{err.get('code', '?')}]: {text}")
+                self._fail(job, f"{job.label} failed [{err.get('code', '?')}]: {err.get('message', 'unknown error')}")
             return False
         if now > job.deadline:
             s = job.settings

@@ -202,47 +202,49 @@ class FACEEDIT_OT_render_views(_Request):
         with_server("Render views", send)
 
 
-class FACEEDIT_OT_keyframe(bpy.types.Operator):
+class _OnTarget(bpy.types.Operator):
+    """Base: subclasses implement run(context, obj) on the checked target -> a message."""
+
+    bl_options = {"REGISTER", "UNDO"}
+
+    def run(self, context, obj) -> str:
+        raise NotImplementedError
+
+    def execute(self, context):
+        try:
+            self.report({"INFO"}, self.run(context, _target(context.scene)))
+        except ServerError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class FACEEDIT_OT_keyframe(_OnTarget):
     """Keyframe the value of the prompt's shape key at the current frame"""
 
     bl_idname = "faceedit.keyframe"
     bl_label = "Keyframe"
-    bl_options = {"REGISTER", "UNDO"}
 
-    def execute(self, context):
+    def run(self, context, obj):
         scene = context.scene
-        try:
-            obj = _target(scene)
-        except ServerError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
         name = apply.key_name(scene.faceedit.prompt)
         keys = obj.data.shape_keys
         if keys is None or name not in keys.key_blocks:
-            self.report({"ERROR"}, f"'{obj.name}' has no shape key '{name}': Edit Expression first")
-            return {"CANCELLED"}
+            raise ServerError("invalid_target", f"'{obj.name}' has no shape key '{name}': Edit Expression first")
         apply.keyframe_key(obj, name, scene.frame_current)
-        self.report({"INFO"}, f"keyed '{name}' = {keys.key_blocks[name].value:.2f} at frame {scene.frame_current}")
-        return {"FINISHED"}
+        return f"keyed '{name}' = {keys.key_blocks[name].value:.2f} at frame {scene.frame_current}"
 
 
-class FACEEDIT_OT_turntable(bpy.types.Operator):
+class FACEEDIT_OT_turntable(_OnTarget):
     """Add (or update) a turntable camera rig around the head: an empty turning once, a camera tracking it"""
 
     bl_idname = "faceedit.turntable"
     bl_label = "Turntable"
-    bl_options = {"REGISTER", "UNDO"}
 
-    def execute(self, context):
+    def run(self, context, obj):
         scene = context.scene
-        try:
-            obj = _target(scene)
-        except ServerError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
         apply.turntable_rig(scene, obj, scene.faceedit.turntable_frames)
-        self.report({"INFO"}, f"turntable over frames {scene.frame_start}-{scene.frame_end}")
-        return {"FINISHED"}
+        return f"turntable over frames {scene.frame_start}-{scene.frame_end}"
 
 
 class FACEEDIT_OT_cancel(bpy.types.Operator):

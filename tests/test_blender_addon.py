@@ -9,6 +9,7 @@ holds with what the server returns for the same request.
 from __future__ import annotations
 
 import json
+import re
 import os
 import subprocess
 import sys
@@ -18,7 +19,9 @@ import numpy as np
 import pytest
 
 from backend_server.client import Client
-from tests.server_fixtures import RunningServer, free_port
+from faceedit_core.edit import Editor
+from faceedit_core.preview_train import PreviewTrainConfig
+from tests.server_fixtures import RunningServer, fast_editor, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BLENDER_PY = ROOT / ".venv-blender" / "bin" / "python"
@@ -28,9 +31,16 @@ pytestmark = [pytest.mark.blender, pytest.mark.slow,
                                  "creates it (bpy==5.0.1, Python 3.11); `make test` does so")]
 
 
+BLENDER_TRAIN = PreviewTrainConfig(steps=40, batch=16, seed=8)  # its own mapper ids: always trains, with progress
+
+
+def blender_editor() -> Editor:
+    return Editor.preview(train_config=BLENDER_TRAIN, text_to_au=fast_editor().text_to_au)
+
+
 @pytest.fixture(scope="module")
 def server():
-    s = RunningServer()
+    s = RunningServer(factory=blender_editor)
     yield s
     s.stop()
 
@@ -87,6 +97,8 @@ def test_edit_writes_the_server_displacement_as_one_shape_key(run, expected):
     res, arrays, _ = run
     assert res["edit_returned"] == ["FINISHED"] and res["edit_busy_after_call"] is True  # never blocked
     assert res["edit1"]["error"] == "" and res["edit2"]["error"] == ""
+    shown = [m for m in res["edit1"]["seen"] if re.fullmatch(r"Edit '.+': train emotion mapper \d+/40", m)]
+    assert len(shown) >= 2  # the panel's progress moved while the server trained
     head = expected["head"]["vertices"]
     for tag, intensity in (("edit1", 1.0), ("edit2", 0.5)):
         want = expected[f"edit@{intensity}"] - head
@@ -113,6 +125,7 @@ def test_render_views_become_packed_image_planes(run):
         assert plane["filepath"] == ""  # nothing on disk
     yaws = [p["yaw"] for p in res["planes"]]
     assert yaws == sorted(yaws) and yaws[-1] - yaws[0] > 60
+    assert res["views_again"] == {"busy": False, "message": "FE views raising brow: 3 image planes", "error": "", "seen": []}
     assert res["n_view_collections"] == 1 and res["n_plane_images"] == 3  # re-render replaced, not duplicated
     assert {p["image"] for p in res["planes"]} <= set(res["reloaded_packed"])  # still packed after save + reload
     assert res["temps_new"] == []

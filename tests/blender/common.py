@@ -25,14 +25,17 @@ def configure(fe, address: str, timeout_s: float, retries: int) -> None:
 
 
 def drain(fe, limit_s: float = 300.0) -> dict:
-    """Call the poll step (timers never fire in the bpy module) until the job ends -> status."""
-    t0 = time.monotonic()
+    """Call the poll step (timers never fire in the bpy module) until the job ends -> final status
+    and `seen`: the progress messages the panel showed meanwhile."""
+    t0, seen = time.monotonic(), []
     while fe.session.JOBS.poll_step():
         if time.monotonic() - t0 > limit_s:
             raise SystemExit(f"job still running after {limit_s} s")
+        if not seen or seen[-1] != fe.session.JOBS.status.message:
+            seen.append(fe.session.JOBS.status.message)
         time.sleep(0.01)
     s = fe.session.JOBS.status
-    return {"message": s.message, "error": s.error}
+    return {"message": s.message, "error": s.error, "seen": seen}
 
 
 def key_coords(kb) -> np.ndarray:

@@ -119,8 +119,8 @@ def main() -> None:
                        "packed_bytes": img.packed_file.size if img.packed_file else 0, "size": list(img.size),
                        "filepath": img.filepath, "yaw": ob["faceedit_yaw_deg"]})
     res["planes"] = planes
-    bpy.ops.faceedit.render_views()  # again: replaces the planes, never duplicates them
-    res["views_again"] = drain(fe)
+    bpy.ops.faceedit.render_views(wait=True)  # again, blocking: replaces the planes, never duplicates them
+    res["views_again"] = {"busy": fe.session.JOBS.busy, **drain(fe)}
     res["n_view_collections"] = sum(1 for c in bpy.data.collections if c.get("faceedit_views"))
     res["n_plane_images"] = sum(1 for i in bpy.data.images if i.name.startswith("FE views"))
 
