@@ -120,13 +120,55 @@ def test_bad_input_is_named():
         rasterize(torch.zeros(1, 3, 4), torch.tensor([[0, 1, 2]]), (0, 8))
 
 
+def test_equal_depths_go_to_the_lower_face_id():
+    # two coplanar copies of a triangle: the brute force keeps the first one drawn, and so must we
+    tri = [[-0.9, -0.9, 0.4, 1.0], [0.9, -0.9, 0.4, 1.0], [0.0, 0.9, 0.4, 1.0]]
+    frags = rasterize(torch.tensor([tri + tri]), torch.tensor([[3, 4, 5], [0, 1, 2]]), (16, 16))
+    assert frags.mask.sum() > 50 and (frags.face_id[frags.mask] == 0).all()
+
+
+def test_batched_views_equal_single_views_and_chunks_do_not_matter(monkeypatch):
+    # views differing in homogeneous scale and offset, one of them wholly off screen
+    clip, faces = random_mesh(5, n_faces=40)
+    clip = torch.from_numpy(clip)
+    views = torch.stack([clip, clip * 2.0, clip + torch.tensor([0.3, -0.2, 0.0, 0.0]), clip + torch.tensor([5.0, 0, 0, 0])])
+    faces = torch.from_numpy(faces)
+    batched = rasterize(views, faces, (20, 28), cull_backfaces=True)
+    assert not batched.mask[3].any()
+    import faceedit_core.render.rasterize as raster
+    monkeypatch.setattr(raster, "CHUNK", 7)  # many small candidate groups
+    chunked = rasterize(views, faces, (20, 28), cull_backfaces=True)
+    for b in range(len(views)):
+        single = rasterize(views[b:b + 1], faces, (20, 28), cull_backfaces=True)
+        assert torch.equal(single.face_id[0], batched.face_id[b])
+        assert torch.equal(chunked.face_id[b], batched.face_id[b])
+        torch.testing.assert_close(single.bary[0], batched.bary[b])
+
+
+def test_large_triangle_rows_are_exact():
+    # a thin sliver and a large triangle: every covered pixel centre, and no other, per the brute force
+    clip = np.array([[-1.0, 0.93, 0.3, 1], [1.0, 0.97, 0.3, 1], [0.2, 0.91, 0.3, 1],
+                     [-0.95, -0.9, 0.5, 1], [0.9, -0.6, 0.5, 1], [-0.3, 0.85, 0.5, 1]], np.float32)
+    faces = np.array([[0, 1, 2], [3, 4, 5]])
+    ours = rasterize(torch.from_numpy(clip)[None], torch.from_numpy(faces), (40, 64)).face_id[0].numpy()
+    ref = brute_force(clip, faces, 40, 64)
+    assert (ref == 1).sum() > 500 and (ours != ref).sum() <= 2
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="nvdiffrast parity needs a CUDA GPU")
 def test_nvdiffrast_parity():
+    # nvdiffrast (docs, "Rasterization"): (u, v, z/w, triangle_id + 1) per pixel, rows bottom-up,
+    # (u, v) = (1, 0) at the triangle's first vertex and (0, 1) at its second, depth test GL_LESS;
+    # perspective-correct barycentrics, so a random homogeneous scale per vertex must not matter
     pytest.importorskip("nvdiffrast.torch", reason="nvdiffrast is not installed (pip install faceedit[cuda])")
     clip, faces = random_mesh(4)
-    clip_t = torch.from_numpy(clip)[None].cuda()
-    ours = rasterize(clip_t, torch.from_numpy(faces).cuda(), (64, 64), backend="torch")
-    theirs = rasterize(clip_t, torch.from_numpy(faces).cuda(), (64, 64), backend="nvdiffrast")
+    w = np.random.default_rng(7).uniform(1.0, 3.0, size=(len(clip), 1)).astype(np.float32)
+    clip_t = torch.from_numpy(clip * w)[None].cuda()
+    faces_t = torch.from_numpy(faces).cuda()
+    ours = rasterize(clip_t, faces_t, (64, 64), backend="torch")
+    theirs = rasterize(clip_t, faces_t, (64, 64), backend="nvdiffrast")
+    assert ours.mask.sum() > 500
     assert (ours.face_id != theirs.face_id).float().mean() < 0.01
     both = ours.mask & theirs.mask & (ours.face_id == theirs.face_id)
     torch.testing.assert_close(ours.bary[both], theirs.bary[both], atol=1e-3, rtol=0)
+    torch.testing.assert_close(ours.depth[both], theirs.depth[both], atol=1e-4, rtol=0)

@@ -2,7 +2,8 @@
 
 Two backends behind one interface:
 - "torch": this project's rasteriser (CPU or GPU). Coverage and the z-buffer are found without
-  gradients, per triangle bounding box; barycentrics are then recomputed differentiably from
+  gradients, from the pixel runs of each triangle on each pixel row it spans (`_coverage`);
+  barycentrics are then recomputed differentiably from
   the vertex positions for the covered pixels, so interpolated attributes have gradients with
   respect to the vertices (as nvdiffrast's interpolate gives).
 - "nvdiffrast": used on CUDA when the package is installed.
@@ -20,7 +21,7 @@ import torch
 
 from ..errors import InputError
 
-CHUNK = 1 << 22  # candidate (face, pixel) pairs processed at once
+CHUNK = 1 << 20  # candidate (face, pixel) pairs processed at once
 
 
 @dataclass
@@ -44,61 +45,127 @@ def _to_pixels(clip: torch.Tensor, H: int, W: int) -> tuple[torch.Tensor, torch.
 
 
 def _edge_functions(X: torch.Tensor, Y: torch.Tensor, sx: torch.Tensor, sy: torch.Tensor) -> torch.Tensor:
-    """Corner x/y [N,3] and sample points [N] -> unnormalised barycentrics [N,3] (twice the sub-areas)."""
-    e0 = (X[:, 2] - X[:, 1]) * (sy - Y[:, 1]) - (Y[:, 2] - Y[:, 1]) * (sx - X[:, 1])
-    e1 = (X[:, 0] - X[:, 2]) * (sy - Y[:, 2]) - (Y[:, 0] - Y[:, 2]) * (sx - X[:, 2])
-    e2 = (X[:, 1] - X[:, 0]) * (sy - Y[:, 0]) - (Y[:, 1] - Y[:, 0]) * (sx - X[:, 0])
-    return torch.stack([e0, e1, e2], 1)
+    """Corner x/y rows [3,N] and sample points [N] -> unnormalised barycentrics [3,N] (twice the sub-areas)."""
+    e0 = (X[2] - X[1]) * (sy - Y[1]) - (Y[2] - Y[1]) * (sx - X[1])
+    e1 = (X[0] - X[2]) * (sy - Y[2]) - (Y[0] - Y[2]) * (sx - X[2])
+    e2 = (X[1] - X[0]) * (sy - Y[0]) - (Y[1] - Y[0]) * (sx - X[0])
+    return torch.stack([e0, e1, e2])
+
+
+_NO_HIT = torch.iinfo(torch.int64).max  # empty z-buffer key: infinite depth, low word -1
+SLACK = 1e-2  # pixels added to each end of a row run before the exact per-pixel test
+
+
+def _segments(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """counts [S] long -> (segment [N], position in its segment [N]) with N = counts.sum().
+
+    The same as repeat_interleave(arange(S), counts) but a scatter of run ends plus a cumsum,
+    several times faster on CPU.
+    """
+    end = torch.cumsum(counts, 0)
+    n = int(end[-1]) if len(end) else 0
+    marks = torch.zeros(n + 1, dtype=torch.long, device=counts.device).index_add_(0, end, torch.ones_like(end))
+    seg = torch.cumsum(marks[:-1], 0)
+    return seg, torch.arange(n, device=counts.device) - (end - counts).index_select(0, seg)
+
+
+def _sortable(depth: torch.Tensor) -> torch.Tensor:
+    """depth [N] -> int64 [N] whose signed order is the float32 order (the top word of a z-buffer key)."""
+    bits = depth.float().view(torch.int32)
+    return torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).long()
+
+
+def _face_table(fx: torch.Tensor, fy: torch.Tensor, fz: torch.Tensor, area: torch.Tensor, x0: torch.Tensor,
+                x1: torch.Tensor) -> torch.Tensor:
+    """Constants of the row runs of triangles -> [21,N].
+
+    fx, fy, fz [3,N] corner pixel x/y and depth, area [N] signed double area, x0, x1 [N]
+    first and last bounding-box column.
+
+    Edge i runs from corner j = i+1 to corner k = i+2 (mod 3); its edge function, made
+    non-negative inside by the winding sign s, is s*dx*(sy - y_j) + step*(sx - x_j) with
+    step = -s*dy. Rows: x_j (3), y_j (3), s*dx (3), step (3), dx/dy (3), corner depth times
+    1/|area| (3), depth step per pixel in x (1), x0 and x1 (2). Rows, not columns: torch's CPU
+    kernels are several times faster on contiguous rows than on narrow columns.
+    """
+    s = torch.sign(area)
+    xj, yj = fx.roll(-1, 0), fy.roll(-1, 0)
+    dx, dy = fx.roll(-2, 0) - xj, fy.roll(-2, 0) - yj
+    step = -dy * s
+    inv = 1 / area.abs()
+    zs = fz * inv
+    return torch.cat([xj, yj, dx * s, step, dx / dy, zs, (step * zs).sum(0, keepdim=True), x0[None], x1[None]])
+
+
+def _row_runs(tab: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pixel runs of triangles on pixel rows.
+
+    tab [21,S] (`_face_table`) of each run's triangle, rows [S] long. Returns the first column
+    c0 [S] long, the run length [S] long (0 when the row misses the triangle) and coef [8,S]:
+    the three edge functions at the first pixel centre, their steps per pixel in x, the depth
+    there and its step. A horizontal edge needs no test of its own: the bounding box holds
+    only rows on its inside (up to rounding, which the exact per-pixel test settles).
+    """
+    xj, yj, sdx, step, slope, zs = tab[0:3], tab[3:6], tab[6:9], tab[9:12], tab[12:15], tab[15:18]
+    t = (rows.to(tab.dtype) + 0.5) - yj  # [3,S]
+    root = torch.addcmul(xj, slope, t)  # where each edge crosses the row
+    lo = root.masked_fill(step <= 0, -float("inf")).amax(0)
+    hi = root.masked_fill(step >= 0, float("inf")).amin(0)
+    c0 = torch.maximum((lo - 0.5 - SLACK).ceil(), tab[19])
+    c1 = torch.minimum((hi - 0.5 + SLACK).floor(), tab[20])
+    e = torch.addcmul(sdx * t, step, (c0 + 0.5) - xj)  # [3,S]
+    return c0.long(), (c1 - c0 + 1).clamp(min=0).long(), torch.cat([e, step, (e * zs).sum(0, keepdim=True), tab[18:19]])
 
 
 def _coverage(px: torch.Tensor, py: torch.Tensor, z: torch.Tensor, w: torch.Tensor, faces: torch.Tensor,
               H: int, W: int, cull_backfaces: bool) -> torch.Tensor:
-    """Face id per pixel [B,H*W] (-1 none) by a z-buffer over bounding-box candidates.
+    """Face id per pixel [B*H*W] (-1 none) by a z-buffer over the row runs of every triangle.
 
     px, py, z, w [B,V]: pixel coordinates, depth and clip w. All B images are one candidate
-    set (face g of the flattened [B*F] list belongs to image g // F).
+    set (triangle g of the flattened [B*F] list belongs to image g // F). Each triangle is cut
+    into the pixel rows of its bounding box and each row into the run of pixel centres inside
+    it (plus SLACK), so candidates are nearly only covered pixels; an exact edge-function test
+    decides each one. The z-buffer is one `scatter_reduce` amin over int64 keys (depth bits,
+    face id): the nearest face wins, ties go to the lower face id.
     """
     dev = px.device
-    B, F = px.shape[0], faces.shape[0]
-    fx, fy = px[:, faces].reshape(-1, 3), py[:, faces].reshape(-1, 3)  # [B*F,3]
-    fz, fw = z[:, faces].reshape(-1, 3), w[:, faces].reshape(-1, 3)
-    area = (fx[:, 1] - fx[:, 0]) * (fy[:, 2] - fy[:, 0]) - (fx[:, 2] - fx[:, 0]) * (fy[:, 1] - fy[:, 0])
-    keep = (fw > 0).all(1) & (area.abs() > 1e-12)
+    B, V = px.shape
+    F = faces.shape[0]
+    corner = (faces.t()[:, None, :] + (torch.arange(B, device=dev) * V)[None, :, None]).reshape(-1)  # [3*B*F]
+    fx, fy, fz, fw = torch.stack([px, py, z, w]).view(4, B * V).index_select(1, corner).view(4, 3, B * F)
+    area = (fx[1] - fx[0]) * (fy[2] - fy[0]) - (fx[2] - fx[0]) * (fy[1] - fy[0])  # [B*F]
+    keep = (fw > 0).all(0) & (area.abs() > 1e-12)
     if cull_backfaces:
         keep &= area < 0  # counter-clockwise in NDC is clockwise in y-down pixels
-    x0 = fx.min(1).values.sub(0.5).ceil().clamp(0, W).long()
-    x1 = fx.max(1).values.sub(0.5).floor().clamp(-1, W - 1).long()
-    y0 = fy.min(1).values.sub(0.5).ceil().clamp(0, H).long()
-    y1 = fy.max(1).values.sub(0.5).floor().clamp(-1, H - 1).long()
-    bw, bh = (x1 - x0 + 1).clamp(min=0), (y1 - y0 + 1).clamp(min=0)
-    n = bw * bh * keep
-    ids = torch.nonzero(n > 0).squeeze(1)
-    best = torch.full((B * H * W,), float("inf"), device=dev)
-    owner = torch.full((B * H * W,), -1, dtype=torch.long, device=dev)
-    counts = n[ids]
-    cum = torch.cumsum(counts, 0)
-    packed = torch.cat([fx, fy, fz, area[:, None]], 1)  # [B*F,10]
+    x0 = fx.amin(0).sub(0.5).ceil().clamp(0, W).long()
+    x1 = fx.amax(0).sub(0.5).floor().clamp(-1, W - 1).long()
+    y0 = fy.amin(0).sub(0.5).ceil().clamp(0, H).long()
+    y1 = fy.amax(0).sub(0.5).floor().clamp(-1, H - 1).long()
+    nrows = (y1 - y0 + 1).clamp(min=0) * (keep & (x1 >= x0))
+    ids = torch.nonzero(nrows > 0).squeeze(1)  # triangles that reach a pixel row
+    tab = _face_table(fx[:, ids], fy[:, ids], fz[:, ids], area[ids], x0[ids].to(px.dtype), x1[ids].to(px.dtype))
+    tri, r = _segments(nrows.index_select(0, ids))  # one entry per (triangle, row) [S]
+    g = ids.index_select(0, tri)  # [S] triangle in the flattened [B*F] list
+    row = y0.index_select(0, g) + r
+    c0, n, coef = _row_runs(tab.index_select(1, tri), row)
+    start = (g // F) * (H * W) + row * W + c0  # flat pixel of each run's first candidate
+    face = g % F
+    keys = torch.full((B * H * W,), _NO_HIT, dtype=torch.long, device=dev)
+    cum = torch.cumsum(n, 0)
     lo = 0
-    while lo < len(ids):  # faces in groups of about CHUNK candidate pixels
-        hi = max(int(torch.searchsorted(cum, cum[lo] - counts[lo] + CHUNK, right=True)), lo + 1)
-        f, c = ids[lo:hi], counts[lo:hi]
-        face = torch.repeat_interleave(f, c)
-        local = torch.arange(int(c.sum()), device=dev) - torch.repeat_interleave(torch.cumsum(c, 0) - c, c)
-        # one gather of everything a candidate needs from its face (index_select beats fancy indexing)
-        fdata = packed.index_select(0, face)
-        X, Y, Z, a = fdata[:, 0:3], fdata[:, 3:6], fdata[:, 6:9], fdata[:, 9]
-        cx = x0.index_select(0, face) + local % bw.index_select(0, face)
-        cy = y0.index_select(0, face) + local // bw.index_select(0, face)
-        bary = _edge_functions(X, Y, cx.float() + 0.5, cy.float() + 0.5) / a[:, None]
-        depth = (bary * Z).sum(1)
-        inside = (bary >= 0).all(1) & (depth >= -1)
-        pix = ((face // F) * (H * W) + cy * W + cx)[inside]
-        depth, face = depth[inside], face[inside]
-        best.scatter_reduce_(0, pix, depth, reduce="amin")
-        win = depth <= best[pix]
-        owner[pix[win]] = face[win] % F
+    while lo < len(n):  # runs in groups of about CHUNK candidate pixels
+        hi = max(int(torch.searchsorted(cum, cum[lo] - n[lo] + CHUNK, right=True)), lo + 1)
+        run, k = _segments(n[lo:hi])
+        run += lo
+        kf = k.to(coef.dtype)
+        cf = coef.index_select(1, run)  # [8,N]
+        e = torch.addcmul(cf[0:3], cf[3:6], kf)
+        depth = torch.addcmul(cf[6], cf[7], kf)
+        key = ((_sortable(depth) << 32) | face.index_select(0, run)).masked_fill_(
+            (e.amin(0) < 0) | (depth < -1), _NO_HIT)
+        keys.scatter_reduce_(0, start.index_select(0, run) + k, key, reduce="amin")
         lo = hi
-    return owner.view(B, H * W)
+    return (keys << 32) >> 32  # the low word, sign-extended: face id, or -1 where nothing was hit
 
 
 def rasterize(clip_verts: torch.Tensor, faces: torch.Tensor, size: tuple[int, int],
@@ -116,22 +183,24 @@ def rasterize(clip_verts: torch.Tensor, faces: torch.Tensor, size: tuple[int, in
         return _rasterize_nvdiffrast(clip_verts, faces, H, W, cull_backfaces)
     if backend != "torch":
         raise InputError(f"unknown rasteriser backend '{backend}' (auto, torch, nvdiffrast)")
+    B, V = clip_verts.shape[:2]
     px, py, z = _to_pixels(clip_verts, H, W)  # [B,V]
     w = clip_verts[..., 3]
     with torch.no_grad():
         face_id = _coverage(px.detach(), py.detach(), z.detach(), w.detach(), faces, H, W, cull_backfaces)
-    item, pix = torch.nonzero(face_id >= 0, as_tuple=True)
-    V = px.shape[1]
-    flat = (faces.index_select(0, face_id[item, pix]) + (item * V)[:, None]).reshape(-1)  # [P*3] into [B*V]
-    take = lambda t: t.reshape(-1).index_select(0, flat).view(-1, 3)  # noqa: E731
-    sx, sy = (pix % W).to(px.dtype) + 0.5, (pix // W).to(px.dtype) + 0.5
-    screen = _edge_functions(take(px), take(py), sx, sy)
-    screen = screen / screen.sum(1, keepdim=True)
-    persp = screen / take(w)
-    B = clip_verts.shape[0]
-    bary = torch.zeros(B, H * W, 3, dtype=px.dtype, device=px.device).index_put((item, pix), persp / persp.sum(1, keepdim=True))
-    depth = torch.ones(B, H * W, dtype=px.dtype, device=px.device).index_put(
-        (item, pix), (screen * take(z)).sum(1))
+    hit = (face_id >= 0).nonzero().squeeze(1)  # [P] flat pixels of all images
+    grow = hit // W  # row in the stack of B images
+    col = hit - grow * W
+    corner = faces.t().index_select(1, face_id.index_select(0, hit))  # [3,P]
+    if B > 1:
+        corner += (grow // H) * V
+    X, Y, Z, Wc = torch.stack([px, py, z, w]).view(4, B * V).index_select(1, corner.view(-1)).view(4, 3, -1)
+    e = _edge_functions(X, Y, col.to(px.dtype) + 0.5, (grow % H).to(px.dtype) + 0.5)  # [3,P]
+    persp = e / Wc
+    bary = torch.zeros(B * H * W, 3, dtype=px.dtype, device=px.device).index_copy(
+        0, hit, (persp / persp.sum(0)).t())
+    depth = torch.ones(B * H * W, dtype=px.dtype, device=px.device).index_copy(
+        0, hit, (e * Z).sum(0) / e.sum(0))
     return Fragments(face_id.view(B, H, W), bary.view(B, H, W, 3), depth.view(B, H, W))
 
 
