@@ -158,20 +158,20 @@ class Next3DGenerator(nn.Module):
                              f"(mesh vertices, then 68 landmarks), got {list(verts.shape)}")
         if not torch.isfinite(verts).all():
             raise InputError("verts contain NaN or Inf")
+        s = nr.view_coords(verts.to(torch.float32))
+        boxes = nr.mouth_box(nr.landmarks_2d(s[:, 0, n_mesh:]))  # checks the input before any network runs
         eg3d_ws, texture_ws = ws[:, :NUM_WS // 2], ws[:, NUM_WS // 2:]
         B = ws.shape[0]
         texture = self.texture_backbone.synthesis(texture_ws, noise_mode=noise_mode)
         static = self.backbone.synthesis(eg3d_ws, noise_mode=noise_mode)
         static = static.view(B, 3, PLANE_CHANNELS, *static.shape[-2:])
 
-        s = nr.view_coords(verts.to(torch.float32))
         if fragments is None:
             fragments = nr.rasterize_views(s[:, :, :n_mesh], self.faces[0])
         views = nr.sample_views(texture, fragments, self.face_uvcoords[0], self.uv_mask)
         alpha = nr.fill_holes(views.alpha_prefill.flatten(0, 1)).view_as(views.alpha_prefill)
         front = views.rendering[:, 0]
 
-        boxes = nr.mouth_box(nr.landmarks_2d(s[:, 0, n_mesh:]))
         mouth_in = nr.crop_mouths(front, boxes, MOUTH_INPUT)
         mouth = self.mouth_backbone.synthesis(mouth_in, eg3d_ws, noise_mode=noise_mode)
         stitched = nr.paste_mouths(front, mouth, boxes)

@@ -28,10 +28,11 @@ def dense_faces(size: int = 256, skip_cols: int = 2, skip_rows: int = 5) -> torc
     """Two triangles per cell of a size x size grid (point a*size+b), leaving out `skip_cols`
     columns of cells left and right and `skip_rows` rows top and bottom -> [F,3] long.
 
-    Cells are enumerated with b (columns) outer and a (rows) inner, as in the release.
+    Cells are enumerated with b (columns) outer and a (rows) inner, as in the release. Built
+    on the CPU even under a meta-device context (construction before loading weights).
     """
-    b, a = torch.meshgrid(torch.arange(skip_cols, size - 1 - skip_cols),
-                          torch.arange(skip_rows, size - 1 - skip_rows), indexing="ij")
+    b, a = torch.meshgrid(torch.arange(skip_cols, size - 1 - skip_cols, device="cpu"),
+                          torch.arange(skip_rows, size - 1 - skip_rows, device="cpu"), indexing="ij")
     p = (a * size + b).reshape(-1)
     first = torch.stack([p, p + size, p + 1], 1)
     second = torch.stack([p + 1, p + size, p + size + 1], 1)
@@ -74,7 +75,8 @@ def resize_mask(mask: torch.Tensor, name: str = "uv_mask", size: int = MASK_SIZE
 
 @dataclass
 class Next3DTopology:
-    """faces [F,3] long, uvs [T,2] float32, uv_faces [F,3] long, uv_mask [1,1,256,256] float32."""
+    """faces [F,3] long, uvs [T,2] float32, uv_faces [F,3] long, uv_mask [1,1,256,256] float32
+    (given as a tensor, a PNG path, or None for all ones)."""
 
     faces: torch.Tensor
     uvs: torch.Tensor
@@ -85,7 +87,7 @@ class Next3DTopology:
         self.faces = torch.as_tensor(self.faces).long().reshape(-1, 3)
         self.uvs = torch.as_tensor(self.uvs).to(torch.float32)
         self.uv_faces = torch.as_tensor(self.uv_faces).long()
-        self.uv_mask = resize_mask(torch.as_tensor(self.uv_mask))
+        self.uv_mask = _mask_from(self.uv_mask)
         if self.uvs.dim() != 2 or self.uvs.shape[1] != 2:
             raise InputError(f"uvs must have shape [T,2], got {list(self.uvs.shape)}")
         if self.uv_faces.shape != self.faces.shape:
