@@ -67,7 +67,7 @@ def fetch_wheels(pkg: Path, platforms: list[str], cache: Path) -> list[str]:
                 raise SystemExit(f"build_addon: pip did not fetch a {spec} wheel for {plat} into {dest}")
             shutil.copy2(found[-1], pkg / "wheels" / found[-1].name)
             names.append(f"./wheels/{found[-1].name}")
-    return names
+    return list(dict.fromkeys(names))  # one universal2 wheel serves both macOS platforms
 
 
 def write_manifest(pkg: Path, wheels: list[str], platforms: list[str]) -> None:

@@ -51,7 +51,8 @@ def run(server, tmp_path_factory):
     sys.path.insert(0, str(ROOT))
     import build_addon
     tmp = tmp_path_factory.mktemp("blender")
-    zips = build_addon.build(tmp / "dist", [build_addon.current_platform()], build_addon.find_blender_ext(None))
+    zips = build_addon.build(tmp / "dist", [build_addon.current_platform()], build_addon.find_blender_ext(None),
+                             work=tmp / "stage")
     env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp / "user"), TMPDIR=str(tmp / "tmp"))
     (tmp / "tmp").mkdir()
     out = tmp / "out"
@@ -167,3 +168,14 @@ def test_official_rig_is_read_and_written_through_its_keys(run):
     assert np.allclose(res["rig_params"]["shape"], [[0.1, 0.2, 0.3]]) and np.allclose(res["rig_params"]["expression"], [[0.1, 0.2, 0.3]])
     want = arrays["rig_basis"] + 0.7 * (arrays["rig_exp2"] - arrays["rig_basis"])
     np.testing.assert_allclose(arrays["rig_edit"], want, atol=1e-6)
+
+
+def test_panel_menu_and_preferences_draw_with_this_blender_api(run):
+    res, _, _ = run
+    draws = {state: [tuple(c) for c in calls] for state, calls in res["draws"].items()}
+    assert ("label", "Not connected") in draws["offline"] and ("label", "no head chosen") in draws["offline"]
+    assert ("label", "Connected: preview tier") in draws["connected"]
+    assert ("label", "demo head, 9554 vertices") in draws["connected"]
+    assert any(c[0] == "progress" for c in draws["busy"]) and not any(c[0] == "progress" for c in draws["connected"])
+    assert any(c == ("operator", "A person who is smiling") for c in draws["connected"])  # presets from the server
+    assert any(c[0] == "label" and c[1] and c[1].startswith("the server's head has 9554") for c in draws["error"])

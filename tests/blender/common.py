@@ -67,3 +67,55 @@ def snapshot() -> dict:
             "actions": sorted(a.name for a in bpy.data.actions),
             "scene": {"camera": bpy.context.scene.camera.name if bpy.context.scene.camera else None,
                       "frames": [bpy.context.scene.frame_start, bpy.context.scene.frame_end]}}
+
+
+class CheckedLayout:
+    """Stands in for UILayout in draw(): each function, keyword, property, icon, operator and menu
+    used must exist in this Blender's API (a typo or an API change fails). Records (call, text)."""
+
+    RNA = bpy.types.UILayout.bl_rna
+    CONTAINERS = ("row", "column", "box", "split", "grid_flow", "column_flow")
+
+    def __init__(self, log: list):
+        object.__setattr__(self, "log", log)
+
+    def __setattr__(self, name, value):
+        if name not in self.RNA.properties:
+            raise AttributeError(f"UILayout has no property '{name}'")
+
+    def __getattr__(self, name):
+        fn = self.RNA.functions.get(name)
+        if fn is None:
+            raise AttributeError(f"UILayout has no function '{name}'")
+        params = [p.identifier for p in fn.parameters if not p.is_output]
+
+        def call(*args, **kw):
+            bad = set(kw) - set(params)
+            if bad:
+                raise TypeError(f"UILayout.{name}() has no parameter {sorted(bad)}")
+            bound = dict(zip(params, args)) | kw
+            if "icon" in bound and bound["icon"] not in fn.parameters["icon"].enum_items.keys():
+                raise ValueError(f"unknown icon {bound['icon']!r}")
+            if "type" in bound and name == "progress" and bound["type"] not in fn.parameters["type"].enum_items.keys():
+                raise ValueError(f"unknown progress type {bound['type']!r}")
+            if name == "prop" and bound["property"] not in bound["data"].bl_rna.properties:
+                raise AttributeError(f"{bound['data']} has no property '{bound['property']}'")
+            if name == "menu":
+                getattr(bpy.types, bound["menu"])
+            self.log.append((name, bound.get("text")))
+            if name in self.CONTAINERS:
+                return CheckedLayout(self.log)
+            if name == "operator":
+                module, op = bound["operator"].split(".")
+                return _OperatorProps(getattr(getattr(bpy.ops, module), op).get_rna_type())
+            return None
+        return call
+
+
+class _OperatorProps:
+    def __init__(self, rna):
+        object.__setattr__(self, "rna", rna)
+
+    def __setattr__(self, name, value):
+        if name not in self.rna.properties:
+            raise AttributeError(f"operator {self.rna.identifier} has no property '{name}'")

@@ -19,7 +19,8 @@ import bpy
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import configure, drain, install, key_coords, snapshot  # noqa: E402
+from common import CheckedLayout, configure, drain, install, key_coords, snapshot  # noqa: E402
+from types import SimpleNamespace  # noqa: E402
 
 PROMPT = "A person who is raising brow"
 
@@ -50,6 +51,16 @@ def fake_flame_rig(n_keys: int = 3):
     return obj
 
 
+def draw_all(fe) -> list:
+    """Draw the panel, the presets menu and the preferences through a checked layout -> what was drawn."""
+    log: list = []
+    fe.ui.FACEEDIT_PT_panel.draw(SimpleNamespace(layout=CheckedLayout(log)), bpy.context)
+    fe.ui.FACEEDIT_MT_presets.draw(SimpleNamespace(layout=CheckedLayout(log)), bpy.context)
+    p = bpy.context.preferences.addons[fe.__name__].preferences
+    fe.prefs.FaceEditPreferences.draw(SimpleNamespace(layout=CheckedLayout(log), bl_rna=p.bl_rna), bpy.context)
+    return log
+
+
 def main() -> None:
     zip_path, address, down, out = sys.argv[-4:]
     out = Path(out)
@@ -65,6 +76,7 @@ def main() -> None:
     temps_before = temp_files()
 
     # connection indicator + demo head
+    draws = {"offline": draw_all(fe)}
     bpy.ops.faceedit.connect()
     res["connect"] = drain(fe)
     res["server"] = {k: v for k, v in fe.session.server.items() if k != "expressions"}
@@ -72,6 +84,7 @@ def main() -> None:
     bpy.ops.faceedit.add_demo_head()
     res["add_head"] = drain(fe)
     head = settings.target
+    draws["connected"] = draw_all(fe)
     res["head"] = {"name": head.name, "kind": fe.rig.target_kind(head), "verts": len(head.data.vertices),
                    "uv_layers": [uv.name for uv in head.data.uv_layers]}
 
@@ -82,14 +95,17 @@ def main() -> None:
     r = bpy.ops.faceedit.edit_expression()
     res["edit_returned"] = sorted(r)
     res["edit_busy_after_call"] = fe.session.JOBS.busy  # the operator returned before the reply
+    draws["busy"] = draw_all(fe)
     res["edit1"] = drain(fe)
     res["timings_s"]["edit1"] = time.perf_counter() - t
     name = fe.apply.key_name(PROMPT)
     keys = head.data.shape_keys.key_blocks
     arrays["basis"], arrays["edit1"] = key_coords(keys["Basis"]), key_coords(keys[name])
     settings.intensity, settings.keyframe = 0.5, False
+    t = time.perf_counter()
     bpy.ops.faceedit.edit_expression()
     res["edit2"] = drain(fe)
+    res["timings_s"]["edit2_mapper_cached"] = time.perf_counter() - t
     arrays["edit2"] = key_coords(keys[name])
     res["key_names"] = [kb.name for kb in keys]
     res["key_value"] = keys[name].value
@@ -178,7 +194,8 @@ def main() -> None:
         status = {"CANCELLED", f"raised: {exc}"}
     errors["flame_on_preview"] = {"returned": sorted(status), "status": drain(fe), "same": snapshot() == before,
                                   "error": fe.session.JOBS.status.error}
-    res["errors"] = errors
+    draws["error"] = draw_all(fe)
+    res["errors"], res["draws"] = errors, draws
     # the rig mapping: key = basis + sum_k dpsi_k (Exp_k - basis), from the reply's params
     sent = fe.rig.read_params(rig)
     psi = sent["expression"].copy()
