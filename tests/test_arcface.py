@@ -130,3 +130,11 @@ def test_wrapped_state_dict_with_module_prefix_loads(tmp_path, arcface_dir):
     x = _faces(1, 8)
     torch.testing.assert_close(load_arcface(tmp_path / "wrapped.pth").embed(x),
                                load_arcface(arcface_dir / "wrap" / "tiny_arcface_ir_se.pth").embed(x))
+
+
+def test_old_checkpoints_without_bn_step_counters_load(tmp_path, arcface_dir):
+    path = tiny_arcface_file(arcface_dir / "old")
+    sd = torch.load(path, weights_only=True)
+    torch.save({k: v for k, v in sd.items() if not k.endswith("num_batches_tracked")}, tmp_path / "old.pth")
+    x = _faces(1, 9)
+    torch.testing.assert_close(load_arcface(tmp_path / "old.pth").embed(x), load_arcface(path).embed(x))

@@ -200,6 +200,18 @@ def test_wrong_weights_are_refused_with_the_architecture(tmp_path, clip_dir):
         load_clip(tiny_clip_file(clip_dir), arch="ViT-B-32")
 
 
+def test_non_weight_tensors_of_openai_files_are_ignored(tmp_path, clip_dir, tiny_clip):
+    """OpenAI's archive also holds each text block's attn_mask and size scalars as tensors."""
+    sd = torch.load(tiny_clip_file(clip_dir), weights_only=True)
+    extra = {"transformer.resblocks.0.attn_mask": torch.zeros(77, 77), "input_resolution": torch.tensor(32),
+             "context_length": torch.tensor(77), "vocab_size": torch.tensor(49408)}
+    torch.save({f"module.{k}": v.half() if v.is_floating_point() else v for k, v in (sd | extra).items()},
+               tmp_path / "openai_like.pt")
+    other = load_clip(tmp_path / "openai_like.pt")
+    images = torch.rand(1, 3, 32, 32) * 2 - 1
+    torch.testing.assert_close(other.encode_images(images), tiny_clip.encode_images(images), atol=2e-2, rtol=0)
+
+
 def test_a_pickle_that_runs_code_is_refused(tmp_path):
     class Evil:
         def __reduce__(self):

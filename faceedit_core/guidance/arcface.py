@@ -251,8 +251,11 @@ def load_arcface(path: str | os.PathLike, layout: str | None = None, device: str
                              + f"), found layout '{cfg.layout}' with stages {list(cfg.blocks)}")
     net = build_backbone(cfg)
     expected = net.state_dict()
+    for k in expected:  # checkpoints from torch < 0.4.1 have no BN step counters; they are unused here
+        if k.endswith("num_batches_tracked") and k not in sd:
+            sd[k] = expected[k]
     missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(k for k in set(sd) - set(expected) if not k.endswith("num_batches_tracked"))
+    unexpected = sorted(set(sd) - set(expected))
     wrong = sorted(f"{k} {tuple(sd[k].shape)} (expected {tuple(expected[k].shape)})"
                    for k in set(sd) & set(expected) if sd[k].shape != expected[k].shape)
     if missing or unexpected or wrong:

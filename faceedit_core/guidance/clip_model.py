@@ -28,6 +28,7 @@ from .weights_file import find_weights, read_state_dict
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+NOT_WEIGHTS = ("attn_mask", "input_resolution", "context_length", "vocab_size")
 # open_clip's defaults for the tiny test model: a ViT with 64-wide towers of 2 layers, 32 px images
 TINY_CLIP_CONFIG = {"embed_dim": 64, "quick_gelu": True,
                     "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "patch_size": 8},
@@ -95,8 +96,9 @@ def load_clip(path: str | os.PathLike, arch: str | None = None, device: str | to
         config["quick_gelu"] = True
     model = CLIP(**config)
     expected = model.state_dict()
-    for key in ("attn_mask", "input_resolution", "context_length", "vocab_size"):
-        sd.pop(key, None)  # rebuilt from the config; OpenAI's TorchScript archive carries them
+    # tensors that are not weights (open_clip rebuilds them from the config); TorchScript archives
+    # carry them, OpenAI's also a per-block attn_mask attribute
+    sd = {k: v for k, v in sd.items() if k.rsplit(".", 1)[-1] not in NOT_WEIGHTS}
     missing = sorted(set(expected) - set(sd))
     unexpected = sorted(set(sd) - set(expected))
     wrong = sorted(k for k in set(sd) & set(expected) if sd[k].shape != expected[k].shape)

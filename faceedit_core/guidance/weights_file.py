@@ -87,6 +87,8 @@ class _ScriptUnpickler(SafeUnpickler):
             return _make_record_class(f"{module}.{name}")
         if module == "torch" and name in _STORAGE_DTYPES:
             return _STORAGE_DTYPES[name]
+        if (module, name) == ("torch._utils", "_rebuild_parameter"):
+            return torch._utils._rebuild_parameter
         return super().find_class(module, name)
 
     def persistent_load(self, pid):
@@ -112,7 +114,11 @@ def _read_torchscript(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _flatten(node, prefix: str, out: dict[str, torch.Tensor]) -> None:
-    """Dotted names of the tensors in a tree of module records (attributes in their state dicts)."""
+    """Dotted names of the tensors in a tree of module records (attributes in their state dicts).
+
+    A scripted module's state holds every attribute, so tensors that are neither parameters nor
+    buffers (OpenAI's per-block attn_mask) come out too; the loaders drop the ones they know.
+    """
     state = node.state if isinstance(node, StateRecord) else None
     if not isinstance(state, dict):
         return
