@@ -13,16 +13,25 @@ def _serve(ns) -> int:
 
     def factory():
         from faceedit_core.edit import Editor
+        if ns.models:
+            return Editor.from_models_dir(ns.models, device=ns.device)
         return Editor.preview(device=ns.device)
 
     models = {}
     if ns.models:
         from faceedit_core.assets import ModelsDir
+        from faceedit_core.errors import MissingModelError
+        from faceedit_core.mapper_sets import find_mapper_sets
+        from faceedit_core.paper_models import EDIT_SLOTS, require
         md = ModelsDir(ns.models)
-        models = md.present()
         logging.info("%s", md.describe())
-        logging.warning("the paper tier is not available in this release: serving the preview tier "
-                        "(the user files above are listed, not loaded)")
+        try:  # refuse to start without the files an edit needs; the models load on the first request
+            require(md, EDIT_SLOTS)
+        except MissingModelError as exc:
+            print(f"faceedit-server: {exc}", file=sys.stderr)
+            return 2
+        models = {**md.present(), "mappers": sorted(find_mapper_sets(md.path / "mappers"))}
+        logging.info("paper tier: %d trained mapper set(s) in %s", len(models["mappers"]), md.path / "mappers")
     curve = CurveConfig(Path(ns.curve_secret), Path(ns.curve_clients)) if ns.curve_secret else None
     try:
         server = Server(factory, ns.bind, curve=curve, models=models)

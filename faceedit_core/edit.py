@@ -75,6 +75,13 @@ class Editor:
         layer = FlameLayer(head.model, head.landmarks)
         return cls(layer, head.content_hash, len(head.components), "preview", device=device, **kwargs)
 
+    @staticmethod
+    def from_models_dir(path, device: str = "cpu", **kwargs) -> "Editor":
+        """The paper tier: FLAME, Next3D and the mapper sets in the user's model folder
+        (paper_editor.PaperEditor; a missing file raises MissingModelError naming it and its folder)."""
+        from .paper_editor import PaperEditor
+        return PaperEditor.from_models_dir(path, device, **kwargs)
+
     @property
     def text_to_au(self) -> TextToAU:
         if self._text_to_au is None:
