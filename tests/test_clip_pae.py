@@ -29,7 +29,7 @@ def golden_bases(pae_golden):
     g, _ = pae_golden
     return {"plain": PAEBasis.from_embeddings(g["prompts_raw"], "plain"),
             "gram_schmidt": PAEBasis.from_embeddings(g["prompts_raw"], "gram_schmidt"),
-            "exact": PAEBasis.from_embeddings(g["corpus"], "pca"), "sklearn": PAEBasis.from_embeddings(g["corpus"], "pca"),
+            "exact": (pca := PAEBasis.from_embeddings(g["corpus"], "pca", n_components=10)), "sklearn": pca,
             "exact_vsign": PAEBasis.from_embeddings(g["corpus"], "pca", pca_sign="feature")}
 
 
@@ -54,10 +54,9 @@ def test_plain_and_gram_schmidt_bases_match_reference(pae_golden):
     torch.testing.assert_close(gs.vectors @ gs.vectors.T, torch.eye(6), atol=1e-5, rtol=0)
 
 
-def test_pca_basis_matches_exact_reference_with_both_sign_rules(pae_golden):
+def test_pca_basis_matches_exact_reference_with_both_sign_rules(pae_golden, golden_bases):
     g, _ = pae_golden
-    sample = PAEBasis.from_embeddings(g["corpus"], "pca", n_components=10).vectors
-    feature = PAEBasis.from_embeddings(g["corpus"], "pca", n_components=10, pca_sign="feature").vectors
+    sample, feature = golden_bases["exact"].vectors, golden_bases["exact_vsign"].vectors
     torch.testing.assert_close(sample, g["pca_basis_exact"].float(), atol=1e-5, rtol=0)
     torch.testing.assert_close(sample, g["pca_basis_sklearn"].float(), atol=1e-5, rtol=0)
     torch.testing.assert_close(feature, g["pca_basis_exact_vsign"].float(), atol=1e-5, rtol=0)
