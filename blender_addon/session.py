@@ -11,7 +11,7 @@ from .jobs import Jobs, Settings
 from .wire.client import CurveKeys, ServerError
 from .wire.protocol import PROTOCOL_VERSION
 
-POLL_INTERVAL_S = 0.1
+POLL_INTERVAL_S = 0.02  # while a request is in flight; the timer stops when idle
 server: dict = {}  # last hello: tier, models, expressions, head_verts, head_hash, n_shape, n_exp
 
 
