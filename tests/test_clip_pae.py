@@ -176,6 +176,22 @@ def test_basis_from_a_clip_model(tiny_clip):
     assert again.method == "gram_schmidt" and torch.equal(again.vectors, basis.vectors)
 
 
+@pytest.mark.parametrize("name", ["ViT-B-32-quickgelu", "ViT-B-16", "ViT-L-14"])
+def test_inferred_architecture_of_release_sized_state_dicts(name):
+    """Shapes of OpenAI's / open_clip's ViTs give back their config, heads included (meta tensors: no memory)."""
+    import copy
+
+    import open_clip
+    from open_clip.model import CLIP
+    config = open_clip.get_model_config(name)
+    with torch.device("meta"):
+        release = CLIP(**copy.deepcopy(config))
+        rebuilt = CLIP(**infer_clip_config(release.state_dict()))
+    assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in release.state_dict().items()}
+    assert rebuilt.visual.transformer.resblocks[0].attn.num_heads == release.visual.transformer.resblocks[0].attn.num_heads
+    assert rebuilt.transformer.resblocks[0].attn.num_heads == release.transformer.resblocks[0].attn.num_heads
+
+
 def test_missing_clip_file_names_what_and_where(tmp_path):
     with pytest.raises(MissingModelError, match=r"clip/ViT-B-32\.pt"):
         load_clip(tmp_path)
