@@ -9,11 +9,13 @@ computed from the unedited (w, psi) (Sec. XI, e.g. Close Eyes + Frown Brow).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from . import checkpoints
@@ -74,6 +76,14 @@ def find_mapper_sets(folder: str | os.PathLike) -> dict[str, Path]:
         if ID_PATTERN.match(manifest.stem) and manifest.with_suffix(".safetensors").is_file():
             found[manifest.stem] = manifest.with_suffix("")
     return found
+
+
+def params_sha256(params: FlameParams) -> str:
+    """A content hash of FLAME parameters (every field's float32 bytes, by name)."""
+    h = hashlib.sha256()
+    for name, arr in sorted(params.to_numpy().items()):
+        h.update(name.encode() + np.ascontiguousarray(arr, np.float32).tobytes())
+    return h.hexdigest()
 
 
 def edit_latent(mapper_sets: list[tuple[DualMappers, float]], ws: torch.Tensor, params: FlameParams

@@ -11,7 +11,6 @@ returned shows the edited texture too. Mapper sets live in DIR/mappers/ (`<id>.j
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import OrderedDict
 from dataclasses import replace
@@ -25,7 +24,7 @@ from .assets import ModelsDir
 from .edit import MAX_INTENSITY, MAX_MAPPERS, EditResult, Editor
 from .errors import Cancelled, InputError, PromptNotUnderstood
 from .guidance.au_critic import AUS
-from .mapper_sets import MapperSet, check_id, edit_latent, find_mapper_sets, load_mapper_set
+from .mapper_sets import MapperSet, check_id, edit_latent, find_mapper_sets, load_mapper_set, params_sha256
 from .paper_models import EDIT_SLOTS, PaperModels, require
 from .params import FlameParams
 from .render.cameras import orbit
@@ -35,13 +34,6 @@ EDITED_LATENTS_KEPT = 64
 
 def normalise_prompt(prompt: str) -> str:
     return " ".join(prompt.lower().replace(".", " ").split())
-
-
-def params_key(params: FlameParams) -> str:
-    h = hashlib.sha256()
-    for name, arr in sorted(params.to_numpy().items()):
-        h.update(name.encode() + np.ascontiguousarray(arr, np.float32).tobytes())
-    return h.hexdigest()
 
 
 class PaperEditor(Editor):
@@ -138,7 +130,7 @@ class PaperEditor(Editor):
             au = self.objective.intensities(edited)
             edited_cpu = edited.to("cpu")
             for b in range(edited_cpu.batch_size):
-                self._remember(params_key(edited_cpu.index(b)), ws_edit[b:b + 1])
+                self._remember(params_sha256(edited_cpu.index(b)), ws_edit[b:b + 1])
         return EditResult(edited_cpu, out.vertices.cpu(), out.landmarks.cpu(),
                           {a: au[a].cpu().tolist() for a in AUS}, target, ids)
 
@@ -150,7 +142,7 @@ class PaperEditor(Editor):
 
     def latent_for(self, params: FlameParams) -> torch.Tensor:
         """ws [1,28,512] for one params item: its edit's w' when it came from an edit here, else the base w."""
-        return self._edited_ws.get(params_key(params), self.ws_base)
+        return self._edited_ws.get(params_sha256(params), self.ws_base)
 
     # ------------------------------------------------------------------ rendering
     def render(self, params: FlameParams, cameras, size: int = 512, progress: Callable | None = None,

@@ -18,7 +18,6 @@ generators' states, so a resumed run continues bit for bit where the interrupted
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field, fields
@@ -30,7 +29,7 @@ import torch
 from . import checkpoints
 from .errors import Cancelled, InputError
 from .guidance import objective as obj
-from .mapper_sets import save_mapper_set, slug
+from .mapper_sets import params_sha256, save_mapper_set, slug
 from .mappers import DualMappers, MapperConfig
 from .paper_models import PaperModels
 from .params import FlameParams
@@ -140,13 +139,6 @@ def starting_params(refs: FlameParams | None, neutral: bool, n_shape: int, n_exp
     return p
 
 
-def _params_hash(p: FlameParams) -> str:
-    h = hashlib.sha256()
-    for name, arr in sorted(p.to_numpy().items()):
-        h.update(name.encode() + arr.astype("float32").tobytes())
-    return h.hexdigest()
-
-
 class _Objective:
     """Eq. 11 for one batch, with the prompt's text embedding and PAE basis computed once."""
 
@@ -240,7 +232,7 @@ class _Run:
 def _run_info(models: PaperModels, cfg: PaperTrainConfig, starts: FlameParams) -> dict:
     """What a checkpoint or a mapper set records about how it was trained."""
     return {"prompt": cfg.prompt, "basis": cfg.basis, "alpha": cfg.alpha, "weights": cfg.weights.to_dict(),
-            "model_hashes": dict(models.hashes), "starts_sha256": _params_hash(starts), "config": cfg.to_dict()}
+            "model_hashes": dict(models.hashes), "starts_sha256": params_sha256(starts), "config": cfg.to_dict()}
 
 
 def _check_resumable(manifest: dict, info: dict, path: Path) -> None:
