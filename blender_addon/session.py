@@ -64,19 +64,26 @@ def redraw() -> None:
                 area.tag_redraw()
 
 
-def _timer():
+def timer_step() -> float | None:
+    """The timer's body: poll, make a finished edit one undo step, redraw -> the next interval or None."""
+    had_job = JOBS.job
     busy = JOBS.poll_step()
+    if had_job is not None and JOBS.job is None and not JOBS.status.error:
+        try:  # the reply changed the scene: make it one undo step
+            bpy.ops.ed.undo_push(message=f"FaceEdit: {had_job.label}")
+        except RuntimeError:
+            pass
     redraw()
     return POLL_INTERVAL_S if busy else None
 
 
 def ensure_timer() -> None:
-    if not bpy.app.timers.is_registered(_timer):
-        bpy.app.timers.register(_timer, first_interval=POLL_INTERVAL_S)
+    if not bpy.app.timers.is_registered(timer_step):
+        bpy.app.timers.register(timer_step, first_interval=POLL_INTERVAL_S)
 
 
 def stop() -> None:
-    if bpy.app.timers.is_registered(_timer):
-        bpy.app.timers.unregister(_timer)
+    if bpy.app.timers.is_registered(timer_step):
+        bpy.app.timers.unregister(timer_step)
     JOBS.cancel()
     JOBS.close()

@@ -26,7 +26,7 @@ from tests.server_fixtures import RunningServer, fast_editor, free_port
 ROOT = Path(__file__).resolve().parents[1]
 BLENDER_PY = ROOT / ".venv-blender" / "bin" / "python"
 PROMPT = "A person who is raising brow"
-pytestmark = [pytest.mark.blender, pytest.mark.slow,
+pytestmark = [pytest.mark.blender, pytest.mark.slow, pytest.mark.timeout(900),
               pytest.mark.skipif(not BLENDER_PY.exists(), reason=".venv-blender is absent: `make blender-venv` "
                                  "creates it (bpy==5.0.1, Python 3.11); `make test` does so")]
 

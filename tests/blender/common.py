@@ -25,10 +25,10 @@ def configure(fe, address: str, timeout_s: float, retries: int) -> None:
 
 
 def drain(fe, limit_s: float = 300.0) -> dict:
-    """Call the poll step (timers never fire in the bpy module) until the job ends -> final status
-    and `seen`: the progress messages the panel showed meanwhile."""
+    """Call the add-on's timer step (timers never fire in the bpy module) until the job ends ->
+    final status and `seen`: the progress messages the panel showed meanwhile."""
     t0, seen = time.monotonic(), []
-    while fe.session.JOBS.poll_step():
+    while fe.session.timer_step() is not None:
         if time.monotonic() - t0 > limit_s:
             raise SystemExit(f"job still running after {limit_s} s")
         if not seen or seen[-1] != fe.session.JOBS.status.message:
