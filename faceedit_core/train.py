@@ -148,7 +148,7 @@ class _Objective:
             raise InputError("training needs CLIP (and ArcFace when the identity weight is above 0): load them first")
         self.models, self.cfg = models, cfg
         self.basis = None if cfg.basis == "none" else PAEBasis.build(models.clip, cfg.basis_prompts, cfg.basis)
-        self.au = None
+        self.au, self.au_target = None, cfg.au_target
         if cfg.weights.au > 0:
             from .preview_train import AUObjective
             target = cfg.au_target
@@ -302,7 +302,12 @@ def train_mappers(models: PaperModels, cfg: PaperTrainConfig, out: str | Path, r
         with torch.no_grad():
             ws = models.generator.mapping(z, c_cond.expand(B, -1), truncation_psi=cfg.truncation_psi)
         dws, dpsi = run.mapper(ws, params.expression)
-        loss, parts = objective(ws, params, dws, dpsi, c)
+        try:
+            loss, parts = objective(ws, params, dws, dpsi, c)
+        except InputError as exc:  # e.g. psi' beyond FLAME's range: the optimisation diverged
+            where = f"the last checkpoint is {ckpt_path}" if ckpt_path.is_file() else "no checkpoint was written yet"
+            raise InputError(f"training diverged at step {run.step + 1} ({exc}); {where} "
+                             "(lower the learning rate or raise the L2 weight, then start over)") from exc
         run.opt.zero_grad(set_to_none=True)
         loss.backward()
         run.opt.step()
@@ -316,6 +321,6 @@ def train_mappers(models: PaperModels, cfg: PaperTrainConfig, out: str | Path, r
             ckpt_path = save_checkpoint()
     summary = _summary(run, cfg, resumed_from)
     mapper_path = save_mapper_set(out / slug(cfg.prompt), run.mapper, cfg.prompt,
-                                  {**info, "summary": summary, "au_target": getattr(objective, "au_target", None)})
+                                  {**info, "summary": summary, "au_target": objective.au_target})
     summary.update(mapper_path=str(mapper_path), checkpoint=str(ckpt_path))
     return TrainResult(run.mapper.eval(), summary, mapper_path, ckpt_path)

@@ -111,6 +111,12 @@ def test_config_fields_are_checked_by_name(models, tmp_path):
             train_mappers(models, replace(FAST, **bad), tmp_path)
 
 
+def test_divergence_is_reported_with_the_step_and_what_to_change(models, tmp_path):
+    runaway = replace(FAST, steps=12, lr=5e-2, weights=replace(FAST.weights, l2=0.0))
+    with pytest.raises(InputError, match=r"diverged at step \d+ \(field 'expression'.*no checkpoint.*learning rate"):
+        train_mappers(models, runaway, tmp_path)
+
+
 def _grads(mapper: DualMappers, ws, psi):
     ws, psi = ws.clone().requires_grad_(True), psi.clone().requires_grad_(True)
     dws, dpsi = mapper(ws, psi)
