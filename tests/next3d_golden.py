@@ -6,13 +6,19 @@
   float32, and the JSON metadata); `Stage.assert_close(name, actual)` compares a full tensor or,
   for names in `full_shapes`, its `.sub` grid and `.stats` (mean/RMS relative, min/max absolute).
 - `sub_state_dict(sd, prefix)`: the entries under `prefix.`, renamed without it.
+- `release_keys(shared_dir)`: the release's state-dict names and shapes (reference key list).
+- `two_threads()`: a context at 2 torch threads, the thread count the vectors were recorded at.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 import torch
 from safetensors import safe_open
@@ -33,6 +39,30 @@ def load_state_dict(golden_dir: Path) -> dict[str, torch.Tensor]:
                 t = t.to(torch.int64)
             out[name] = t
     return out
+
+
+def release_keys(shared_dir: Path) -> dict[str, tuple[int, ...]]:
+    """`reference/next3d_full_state_dict_keys.txt` -> {name: shape}, in file order (skips when absent)."""
+    path = shared_dir / "reference" / "next3d_full_state_dict_keys.txt"
+    if not path.exists():
+        pytest.skip(f"{path} is absent")
+    keys = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, shape = line.split("\t")[:2]
+            keys[name] = tuple(int(v) for v in re.findall(r"\d+", shape))
+    return keys
+
+
+@contextmanager
+def two_threads():
+    """The golden values were recorded at 2 threads (README §6)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def sub_state_dict(sd: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:

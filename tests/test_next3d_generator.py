@@ -3,8 +3,6 @@ on the meta device, and the hole fill / mouth box helpers."""
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
 import torch
@@ -18,6 +16,8 @@ from faceedit_core.next3d.renderer import Uniforms
 from faceedit_core.next3d.topology import Next3DTopology, dense_faces
 from faceedit_core.params import FlameParams
 from faceedit_core.render.cameras import orbit
+from conftest import SHARED_DIR
+from next3d_golden import release_keys
 
 
 @pytest.fixture(scope="module")
@@ -186,22 +186,8 @@ def test_dense_faces_is_the_release_grid():
 # ---------------------------------------------------------------- the release layout
 
 
-def _release_keys() -> dict[str, tuple[int, ...]]:
-    from conftest import SHARED_DIR
-
-    path = SHARED_DIR / "reference" / "next3d_full_state_dict_keys.txt"
-    if not path.exists():
-        pytest.skip(f"{path} is absent")
-    keys = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, shape = line.split("\t")[:2]
-            keys[name] = tuple(int(v) for v in re.findall(r"\d+", shape))
-    return keys
-
-
 def test_full_configuration_has_exactly_the_release_state_dict():
-    release = _release_keys()
+    release = release_keys(SHARED_DIR)
     n_faces, n_uvs = release["faces"][1], release["uvcoords"][1]
     g = torch.Generator().manual_seed(0)  # FLAME's template sizes: 9976 faces, 5118 uvs
     topo = Next3DTopology(torch.randint(0, 5023, (n_faces, 3), generator=g), torch.rand(n_uvs, 2, generator=g),

@@ -17,16 +17,13 @@ from faceedit_core.next3d.generator import Next3DGenerator
 from faceedit_core.next3d.renderer import (ImportanceRenderer, OSGDecoder, RenderSettings, Uniforms, camera_from_c,
                                            importance_depths, march_rays, sample_rays)
 from faceedit_core.next3d.topology import Next3DTopology
-from next3d_golden import load_stage, load_state_dict, sub_state_dict
+from next3d_golden import load_stage, load_state_dict, sub_state_dict, two_threads
 
 
 @pytest.fixture(autouse=True)
 def _two_threads():
-    """The golden values were recorded at 2 threads (README §6)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+    with two_threads():
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +46,7 @@ def chain(golden):
     """Mapping, planes (replayed fragments) and one render, as in file 08."""
     g, _, st = golden
     s5, s6, s8 = st["05"], st["06"], st["08"]
-    torch.set_num_threads(2)
-    with torch.no_grad():
+    with two_threads(), torch.no_grad():
         ws = g.mapping(s8["z"], s8["c_cond"], truncation_psi=s8.meta["truncation_psi"],
                        truncation_cutoff=s8.meta["truncation_cutoff"])
         planes = g.planes(s8["ws"], s8["v"], fragments=recorded_fragments(s5), keep_parts=True)

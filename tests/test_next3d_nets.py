@@ -5,7 +5,6 @@ and against independent formulations of the ops."""
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 import pytest
@@ -18,7 +17,7 @@ from faceedit_core.next3d.ops import bias_act, conv2d_resample, downsample2d, se
 from faceedit_core.next3d.stylegan2 import StyleGAN2Backbone, SynthesisNetwork
 from faceedit_core.next3d.styleunet import StyleUNet
 from faceedit_core.next3d.superres import SuperresolutionHybrid8XDC
-from next3d_golden import load_stage, load_state_dict, sub_state_dict
+from next3d_golden import load_stage, load_state_dict, release_keys, sub_state_dict, two_threads
 
 # README §2 of the golden set: the small configuration the official code was run with.
 GOLDEN_KW = dict(channel_base=2048, channel_max=32, num_fp16_res=0, conv_clamp=None,
@@ -54,11 +53,8 @@ def golden_nets(golden_next3d_dir):
 
 @pytest.fixture(autouse=True)
 def _two_threads():
-    """The golden values were recorded at 2 threads (README §6)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+    with two_threads():
+        yield
 
 
 # ---------------------------------------------------------------- golden stages
@@ -135,20 +131,8 @@ def test_superresolution_clamp_case_matches_golden_stage_07(golden_nets, golden_
 # ---------------------------------------------------------------- release layout
 
 
-def _release_keys(golden_next3d_dir) -> dict[str, tuple[int, ...]]:
-    path = golden_next3d_dir.parent.parent / "reference" / "next3d_full_state_dict_keys.txt"
-    if not path.exists():
-        pytest.skip(f"{path} is absent")
-    keys = {}
-    for line in path.read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, shape = line.split("\t")[:2]
-            keys[name] = tuple(int(v) for v in re.findall(r"\d+", shape))
-    return keys
-
-
 def test_full_configuration_has_the_release_names_and_shapes(golden_next3d_dir):
-    release = _release_keys(golden_next3d_dir)
+    release = release_keys(golden_next3d_dir.parent.parent)
     with torch.device("meta"):
         nets = build_nets(FULL_KW)
     for prefix, net in nets.items():

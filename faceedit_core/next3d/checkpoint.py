@@ -93,6 +93,14 @@ def _safe_reconstructor(cls, base, state=None):
     return cls.__new__(cls)
 
 
+def _rebuild_from_type(func, cls, args, state):
+    """torch._tensor._rebuild_from_type_v2 for plain tensors and parameters only."""
+    if cls not in (torch.Tensor, torch.nn.Parameter) or func not in (torch._utils._rebuild_tensor_v2,
+                                                                      torch._utils._rebuild_parameter):
+        raise UnsafeFileError(f"refusing to rebuild a tensor of type {cls!r} from the Next3D pickle")
+    return func(*args)
+
+
 class ReleaseUnpickler(SafeUnpickler):
     """SafeUnpickler (numpy and torch tensor rebuilding) plus the Next3D pickle's stand-ins."""
 
@@ -108,6 +116,8 @@ class ReleaseUnpickler(SafeUnpickler):
             return _safe_reconstructor
         if module == "torch._utils" and name in ("_rebuild_parameter", "_rebuild_parameter_with_state"):
             return getattr(torch._utils, name)
+        if (module, name) == ("torch._tensor", "_rebuild_from_type_v2"):
+            return _rebuild_from_type
         if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
             return getattr(torch, name)
         if module == "torch" and name in ("device", "Size"):

@@ -83,7 +83,6 @@ class Next3DGenerator(nn.Module):
         cfg = self.config = get_config(config)
         cfg.validate()
         P = nr.PLANE_SIZE
-        self.topology_size = (len(topology.faces), len(topology.uvs))
         for name, value in topology.buffers().items():
             self.register_buffer(name, value)
         self.register_buffer("uv_mask", resize_mask(topology.uv_mask, size=P), persistent=False)
@@ -125,10 +124,6 @@ class Next3DGenerator(nn.Module):
         from .checkpoint import load_generator
 
         return load_generator(cls, Path(path), uv_mask=uv_mask, cache=cache)
-
-    def topology(self) -> Next3DTopology:
-        return Next3DTopology(self.faces[0].cpu(), self.raw_uvcoords[0].cpu(), self.uvfaces[0].cpu(),
-                              self.uv_mask.cpu())
 
     # ------------------------------------------------------------ mapping
     def mapping(self, z: torch.Tensor, c: torch.Tensor, truncation_psi: float = 1.0,
