@@ -106,8 +106,12 @@ class PaperEditor(Editor):
 
     # ------------------------------------------------------------------ editing
     def edit(self, params: FlameParams, prompt: str | None = None, mapper_ids: list[str] | None = None,
-             intensity: float = 1.0, progress: Callable | None = None, cancel: Callable | None = None) -> EditResult:
-        """params [B] -> edited params, vertices [B,V,3], landmarks [B,68,3], geometric AUs."""
+             intensity: float = 1.0, progress: Callable | None = None, cancel: Callable | None = None,
+             ws: torch.Tensor | None = None) -> EditResult:
+        """params [B] -> edited params, vertices [B,V,3], landmarks [B,68,3], geometric AUs.
+
+        ws [B,28,512] or [1,28,512]: the heads' appearance latents (e.g. from GAN inversion of a
+        photo); default the seeded base latent. The edited w' is kept for `render` (`latent_for`)."""
         if not (-MAX_INTENSITY <= float(intensity) <= MAX_INTENSITY):
             raise InputError(f"intensity {intensity} is outside [-{MAX_INTENSITY}, {MAX_INTENSITY}]")
         ids = list(mapper_ids or [])
@@ -124,7 +128,7 @@ class PaperEditor(Editor):
             target.update(s.manifest.get("au_target") or {})
         with self._lock, torch.no_grad():
             p = params.to(self.device)
-            ws = self.ws_base.expand(p.batch_size, -1, -1)
+            ws = (self.ws_base if ws is None else self._check_ws(ws)).expand(p.batch_size, -1, -1)
             ws_edit, edited = edit_latent([(s.mapper, float(intensity)) for s in sets], ws, p)
             out = self.layer(edited)
             au = self.objective.intensities(edited)
@@ -133,6 +137,12 @@ class PaperEditor(Editor):
                 self._remember(params_sha256(edited_cpu.index(b)), ws_edit[b:b + 1])
         return EditResult(edited_cpu, out.vertices.cpu(), out.landmarks.cpu(),
                           {a: au[a].cpu().tolist() for a in AUS}, target, ids)
+
+    def _check_ws(self, ws: torch.Tensor) -> torch.Tensor:
+        if ws.dim() != 3 or tuple(ws.shape[1:]) != tuple(self.ws_base.shape[1:]) or not torch.isfinite(ws).all():
+            raise InputError(f"ws must be finite with shape [B,{self.ws_base.shape[1]},{self.ws_base.shape[2]}], "
+                             f"got {list(ws.shape)}")
+        return ws.to(self.device, torch.float32)
 
     def _remember(self, key: str, ws: torch.Tensor) -> None:
         self._edited_ws[key] = ws

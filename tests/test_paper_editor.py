@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from faceedit_core.edit import Editor
-from faceedit_core.errors import MissingModelError, PromptNotUnderstood
+from faceedit_core.errors import InputError, MissingModelError, PromptNotUnderstood
 from faceedit_core.mapper_sets import edit_latent, save_mapper_set
 from faceedit_core.mappers import DualMappers, MapperConfig
 from faceedit_core.params import FlameParams
@@ -66,6 +66,13 @@ def test_edit_by_prompt_and_composed_ids_match_the_mappers(editor):
     torch.testing.assert_close(both.vertices, direct.vertices)
     assert not torch.allclose(both.params.expression, params.expression)
     assert set(both.au) >= {"AU12", "AU4"} and len(both.au["AU12"]) == 1
+    own_ws = torch.randn(1, 28, 512)   # e.g. a photo's inverted latent
+    mine = editor.edit(params, mapper_ids=["smile"], ws=own_ws)
+    with torch.no_grad():
+        ws_expect, _ = edit_latent([(editor.mapper("smile"), 1.0)], own_ws, params)
+    torch.testing.assert_close(editor.latent_for(mine.params.index(0)), ws_expect)
+    with pytest.raises(InputError, match="ws must"):
+        editor.edit(params, mapper_ids=["smile"], ws=torch.randn(1, 14, 512))
     with pytest.raises(PromptNotUnderstood, match="faceedit train") as err:
         editor.edit(params, prompt="A person who is yawning")
     assert "A person who is smiling" in err.value.suggestions
