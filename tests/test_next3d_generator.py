@@ -93,6 +93,18 @@ def test_turntable_computes_the_planes_once_and_matches_single_views(tiny, head,
     assert not torch.allclose(turn["image"][0], turn["image"][1])  # the views differ
 
 
+def test_a_batch_of_heads_gives_each_head_its_own_planes(tiny, layer, head):
+    params = FlameParams.zeros(2, layer.n_shape, layer.n_exp).replace(jaw_pose=torch.tensor([[0.0, 0, 0], [0.3, 0, 0]]))
+    verts = flame_inputs(layer, params)
+    ws = torch.cat([head[0], head[0].flip(-1)])
+    with torch.no_grad():
+        both = tiny.planes(ws, verts).planes
+        second = tiny.planes(ws[1:], verts[1:]).planes
+    scale = second.abs().max()
+    assert (both[1:] - second).abs().max() <= 1e-5 * scale  # batch rounding only
+    assert (both[0] - both[1]).abs().max() > 0.1 * scale
+
+
 def test_generator_is_differentiable_with_respect_to_ws_and_vertices(tiny, head):
     ws, verts = head
     ws = ws.clone().requires_grad_(True)
