@@ -47,6 +47,13 @@ def main() -> dict:
             p.jaw_pose[:, 0] = 0.2
             results[f"flame_forward_b{batch}"] = r = timeit(lambda: layer(p), repeats=15 if batch == 1 else 7)
             print(f"FLAME forward, 5023 verts, batch {batch:2d}: {fmt(r)}  ({r['median_ms'] / batch:.3f} ms per head)")
+        # the layer keeps the last identity's shaped template: a new identity every call pays the shape matmul
+        identities = [FlameParams.zeros(1, 300, 100) for _ in range(8)]
+        for i, q in enumerate(identities):
+            q.shape.normal_(generator=torch.Generator().manual_seed(i))
+        turn = iter(range(1 << 30))
+        results["flame_forward_b1_new_identity"] = r = timeit(lambda: layer(identities[next(turn) % 8]), repeats=15)
+        print(f"FLAME forward, 5023 verts, batch  1, a new identity each call: {fmt(r)}")
     return results
 
 

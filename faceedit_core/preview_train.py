@@ -51,6 +51,7 @@ class AUObjective:
         self.probes = type(probes)(remap[probes.cheek], remap[probes.nose], remap[probes.chin])
         self.n_components = n_components
         self.n_exp = layer.n_exp
+        self._last_neutral: tuple[torch.Tensor, tuple] | None = None  # (shape and eye pose [B,S+6], neutral)
 
     def intensities(self, params: FlameParams, neutral: tuple[torch.Tensor, torch.Tensor] | None = None,
                     posed: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
@@ -60,8 +61,7 @@ class AUObjective:
         head frame (global pose, neck and translation zero), to skip posing the subset again.
         """
         if neutral is None:
-            with torch.no_grad():
-                neutral = self.neutral(params)
+            neutral = self._neutral_of_identity(params)
         if posed is None:
             verts, lms = self.subset(_head_frame(params))
         else:
@@ -71,6 +71,19 @@ class AUObjective:
     def neutral(self, params: FlameParams) -> tuple[torch.Tensor, torch.Tensor]:
         p = _head_frame(params)
         return self.subset(p.replace(expression=torch.zeros_like(p.expression), jaw_pose=torch.zeros_like(p.jaw_pose)))
+
+    def _neutral_of_identity(self, params: FlameParams) -> tuple[torch.Tensor, torch.Tensor]:
+        """`neutral` without gradient, kept for the last identity: it depends only on the shape
+        and eye pose, and repeated edits of one face would otherwise pose it every time."""
+        key = torch.cat([params.shape, params.eye_pose], 1).detach()
+        last = self._last_neutral
+        if (last is not None and last[0].shape == key.shape and last[0].device == key.device
+                and last[0].dtype == key.dtype and torch.equal(last[0], key)):
+            return last[1]
+        with torch.no_grad():
+            neutral = self.neutral(params)
+        self._last_neutral = (key.clone(), neutral)
+        return neutral
 
 
 def _head_frame(params: FlameParams) -> FlameParams:

@@ -77,3 +77,29 @@ def test_subset_layer_matches_the_full_mesh(layer):
     torch.testing.assert_close(lms, full.landmarks)
     torch.testing.assert_close(verts, full.vertices[:, sub.vertex_ids])
     assert set(extra.tolist()) <= set(sub.vertex_ids.tolist())
+
+
+def test_identity_cache_gives_fresh_results(layer):
+    # edits reuse the last identity's shaped template; changing identity or expression must show
+    gen = torch.Generator().manual_seed(3)
+    a, b = FlameParams.zeros(1, 10, 10), FlameParams.zeros(1, 10, 10)
+    a.shape.normal_(generator=gen)
+    b.shape.normal_(generator=gen)
+    fresh = FlameLayer(*random_flame())
+    for p in (a, a.replace(expression=torch.randn(1, 10, generator=gen)), b, a):
+        with torch.no_grad():
+            got = layer(p).vertices
+        fresh._identity = None  # no cache: computed afresh
+        torch.testing.assert_close(got, fresh(p).vertices, rtol=0, atol=0)
+
+
+def test_gradients_at_rest_pose_and_through_a_cached_identity(layer):
+    # the pose correctives are skipped at rest only when no gradient is wanted
+    p = FlameParams.zeros(1, 10, 10)
+    with torch.no_grad():
+        layer(p)  # caches this identity
+    p = p._map(lambda t: t.clone().requires_grad_())
+    out = layer(p)
+    out.vertices.sum().backward()
+    assert p.jaw_pose.grad is not None and p.jaw_pose.grad.abs().sum() > 0
+    assert p.shape.grad is not None and p.shape.grad.abs().sum() > 0

@@ -98,3 +98,16 @@ def test_au_readout_from_the_full_mesh_equals_the_subset(layer):
     reused = objective.intensities(p, posed=(out.vertices, out.landmarks))
     for au in direct:
         torch.testing.assert_close(reused[au], direct[au], atol=1e-5, rtol=1e-4)
+
+
+def test_au_readout_keeps_the_right_neutral_per_identity(layer):
+    # the neutral of the last identity is reused; switching identities must not reuse it
+    objective = AUObjective(layer, len(COMPONENTS))
+    ev = sample_batch(PreviewTrainConfig(batch=2), layer.n_shape, layer.n_exp, len(COMPONENTS), torch.Generator().manual_seed(9))
+    a, b = ev.index(slice(0, 1)), ev.index(slice(1, 2))
+    with torch.no_grad():
+        for p in (a, b, a, b.replace(expression=a.expression)):
+            got = objective.intensities(p)
+            want = objective.intensities(p, neutral=objective.neutral(p))
+            for au in got:
+                torch.testing.assert_close(got[au], want[au], rtol=0, atol=0)

@@ -63,6 +63,7 @@ class FlameLayer(nn.Module):
         self.uvs = None if model.vt is None else torch.as_tensor(model.vt, dtype=torch.float32)
         self.uv_faces = None if model.ft is None else torch.as_tensor(model.ft, dtype=torch.long)
         self.model = model
+        self._identity: tuple[torch.Tensor, torch.Tensor] | None = None  # (shape [B,S], template + shape offsets)
 
     @classmethod
     def from_files(cls, model_path: str | os.PathLike, landmark_path: str | os.PathLike,
@@ -84,13 +85,30 @@ class FlameLayer(nn.Module):
     def forward(self, params: FlameParams) -> FlameOutput:
         params.validate(n_shape=self.n_shape, n_exp=self.n_exp)
         p = params.to(self.v_template.device, self.v_template.dtype)
-        v_shaped = (self.v_template + blend_shapes(p.shape, self.shapedirs[:p.n_shape])
-                    + blend_shapes(p.expression, self.exprdirs[:p.n_exp]))
+        v_shaped = self.identity_template(p.shape) + blend_shapes(p.expression, self.exprdirs[:p.n_exp])
         verts, joints = lbs(v_shaped, p.full_pose(), self.posedirs, self.J_regressor, self.parents, self.lbs_weights)
         landmarks = self.landmarks(verts, p.global_pose, p.neck_pose)
         full = landmarks_from_faces(verts, self.faces, self.full_faces, self.full_bary)
         t = p.transl[:, None]
         return FlameOutput(verts + t, joints + t, landmarks + t, full + t)
+
+    def identity_template(self, shape: torch.Tensor) -> torch.Tensor:
+        """Template plus shape blendshapes: shape [B,S] -> [B,V,3].
+
+        The last identity's result is kept (when `shape` needs no gradient): edits change the
+        expression and jaw of one face again and again, and the 300-row shape matmul is the
+        largest single cost of a forward pass. Same values as computing it afresh (the model
+        arrays are constants of the layer).
+        """
+        if shape.requires_grad:
+            return self.v_template + blend_shapes(shape, self.shapedirs[:shape.shape[1]])
+        cached = self._identity
+        if (cached is not None and cached[0].shape == shape.shape and cached[0].device == shape.device
+                and cached[0].dtype == shape.dtype and torch.equal(cached[0], shape)):
+            return cached[1]
+        shaped = self.v_template + blend_shapes(shape, self.shapedirs[:shape.shape[1]])
+        self._identity = (shape.clone(), shaped)
+        return shaped
 
     def subset(self, extra_vertices: torch.Tensor | None = None) -> "FlameSubset":
         """A layer that poses only the vertices the 68 landmarks (and `extra_vertices`) need."""

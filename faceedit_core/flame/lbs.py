@@ -82,7 +82,10 @@ def lbs(v_shaped: torch.Tensor, full_pose: torch.Tensor, posedirs: torch.Tensor,
     rot_mats = batch_rodrigues(full_pose.reshape(-1, 3)).reshape(B, J, 3, 3)
     eye = torch.eye(3, dtype=v_shaped.dtype, device=v_shaped.device)
     pose_feature = (rot_mats[:, 1:] - eye).reshape(B, -1)
-    v_posed = v_shaped + torch.matmul(pose_feature, posedirs).reshape(B, -1, 3)
+    if (torch.is_grad_enabled() and full_pose.requires_grad) or pose_feature.any():
+        v_posed = v_shaped + torch.matmul(pose_feature, posedirs).reshape(B, -1, 3)
+    else:  # every non-root joint at rest: the correctives are exactly zero (a zero vector gives R = I)
+        v_posed = v_shaped
     posed_joints, A = batch_rigid_transform(rot_mats, joints, parents)
     T = torch.einsum("vj,bjmn->bvmn", lbs_weights, A)  # [B,V,4,4]
     verts = torch.matmul(T[:, :, :3, :3], v_posed[..., None])[..., 0] + T[:, :, :3, 3]
