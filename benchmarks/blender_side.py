@@ -57,8 +57,10 @@ def main() -> None:
 
     via_addon, via_wire = [], []
     for i in range(n):  # interleaved, so both paths see the same machine load
-        via_addon += ms(lambda _: addon(i), 1)
-        via_wire += ms(lambda _: wire(i), 1)
+        first, second = (addon, wire) if i % 2 else (wire, addon)  # alternate which goes first
+        a, b = ms(lambda _: first(i), 1), ms(lambda _: second(i), 1)
+        via_addon += a if first is addon else b
+        via_wire += b if first is addon else a
     via_addon.sort()
     via_wire.sort()
     verts = fe.rig.edited_coords(head, params, client.call("edit", {"params": params, "prompt": scene.faceedit.prompt}))
