@@ -137,6 +137,9 @@ def test_bad_inputs_raise_clear_errors(tiny, head):
         tiny.planes(ws, verts[:, :100])
     with pytest.raises(InputError, match="NaN"):
         tiny.planes(ws, verts * float("nan"))
+    with pytest.raises(InputError, match="fragments must have"):
+        tiny.planes(ws, verts, fragments=nr.PlaneFragments(torch.zeros(1, 4, 8, 8, dtype=torch.long),
+                                                           torch.zeros(1, 4, 8, 8, 3)))
     with pytest.raises(InputError, match="mouth box"):
         tiny.planes(ws, verts * 3)  # centimetres would put the lips off the plane
     with pytest.raises(InputError, match=r"c must have shape \[N,25\]"):

@@ -141,22 +141,32 @@ class Next3DGenerator(nn.Module):
         if ws.dim() != 3 or ws.shape[1:] != (NUM_WS, self.config.w_dim):
             raise InputError(f"ws must have shape [B,{NUM_WS},{self.config.w_dim}], got {list(ws.shape)}")
 
+    def _check_planes_inputs(self, ws, verts, fragments) -> int:
+        """Validate planes() inputs; -> V, the number of mesh vertices before the landmarks."""
+        self._check_ws(ws)
+        B, n_min = ws.shape[0], int(self.faces.max()) + 1
+        n_mesh = verts.shape[1] - N_LANDMARKS if verts.dim() == 3 else -1
+        if verts.dim() != 3 or verts.shape[0] != B or verts.shape[-1] != 3 or n_mesh < n_min:
+            raise InputError(f"verts must have shape [{B},V+68,3] with V >= {n_min} "
+                             f"(mesh vertices, then 68 landmarks), got {list(verts.shape)}")
+        if not torch.isfinite(verts).all():
+            raise InputError("verts contain NaN or Inf")
+        size = (B, 4, nr.PLANE_SIZE, nr.PLANE_SIZE)
+        if fragments is not None and (fragments.pix_to_face.shape != size or fragments.bary.shape != (*size, 3)):
+            raise InputError(f"fragments must have pix_to_face [{B},4,256,256] and bary [{B},4,256,256,3], got "
+                             f"{list(fragments.pix_to_face.shape)} and {list(fragments.bary.shape)}")
+        return n_mesh
+
     def planes(self, ws: torch.Tensor, verts: torch.Tensor, fragments: nr.PlaneFragments | None = None,
                keep_parts: bool = False, noise_mode: str = "const") -> Next3DPlanes:
         """ws [B,28,512], verts [B,V+68,3] (FLAME metres, landmarks last) -> Next3DPlanes.
 
         `fragments` replays recorded rasteriser outputs (else this project's rasteriser runs)."""
-        self._check_ws(ws)
-        n_mesh = verts.shape[1] - N_LANDMARKS if verts.dim() == 3 else -1
-        if verts.dim() != 3 or verts.shape[0] != ws.shape[0] or verts.shape[-1] != 3 or n_mesh < int(self.faces.max()) + 1:
-            raise InputError(f"verts must have shape [{ws.shape[0]},V+68,3] with V >= {int(self.faces.max()) + 1} "
-                             f"(mesh vertices, then 68 landmarks), got {list(verts.shape)}")
-        if not torch.isfinite(verts).all():
-            raise InputError("verts contain NaN or Inf")
+        n_mesh = self._check_planes_inputs(ws, verts, fragments)
         s = nr.view_coords(verts.to(torch.float32))
         boxes = nr.mouth_box(nr.landmarks_2d(s[:, 0, n_mesh:]))  # checks the input before any network runs
-        eg3d_ws, texture_ws = ws[:, :NUM_WS // 2], ws[:, NUM_WS // 2:]
         B = ws.shape[0]
+        eg3d_ws, texture_ws = ws[:, :NUM_WS // 2], ws[:, NUM_WS // 2:]
         texture = self.texture_backbone.synthesis(texture_ws, noise_mode=noise_mode)
         static = self.backbone.synthesis(eg3d_ws, noise_mode=noise_mode)
         static = static.view(B, 3, PLANE_CHANNELS, *static.shape[-2:])

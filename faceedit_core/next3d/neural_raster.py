@@ -65,18 +65,13 @@ class PlaneFragments:
 
     @classmethod
     def from_pytorch3d(cls, pix_to_face: list[torch.Tensor], bary: list[torch.Tensor]) -> "PlaneFragments":
-        """Four views of PyTorch3D-style outputs ([B,S,S,1], [B,S,S,1,3], face ids of the packed
-        batch b*F+f) -> fragments, face ids made per mesh."""
+        """Four views of PyTorch3D-style outputs ([B,S,S,1], [B,S,S,1,3]) -> fragments. PyTorch3D
+        numbers faces over the packed batch (b*F+f): for B > 1 pass ids modulo F."""
         if len(pix_to_face) != 4 or len(bary) != 4:
             raise InputError("recorded fragments need the four views (front, yaw+90, yaw-90, top)")
         p2f = torch.stack([p[..., 0].long() for p in pix_to_face], 1)
         b = torch.stack([w[..., 0, :].to(torch.float32) for w in bary], 1)
         return cls(p2f, b)
-
-    def per_mesh(self, n_faces: int) -> "PlaneFragments":
-        """Packed face ids (b*F+f) -> per-mesh ids f (background stays -1)."""
-        p = self.pix_to_face
-        return PlaneFragments(torch.where(p >= 0, p % n_faces, p), self.bary)
 
 
 def rasterize_views(s: torch.Tensor, faces: torch.Tensor, size: int = PLANE_SIZE) -> PlaneFragments:
