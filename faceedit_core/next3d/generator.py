@@ -202,7 +202,7 @@ class Next3DGenerator(nn.Module):
         image_depth [N,1,r,r], feature_image [N,32,r,r], weights_sum [N,1,r,r])."""
         self._check_ws(ws)
         tri = planes.planes if isinstance(planes, Next3DPlanes) else planes
-        cam2world, intrinsics = camera_from_c(c)
+        cam2world, intrinsics = camera_from_c(c.to(device=tri.device, dtype=torch.float32))
         if tri.shape[0] != ws.shape[0] or (len(c) != tri.shape[0] and tri.shape[0] != 1):
             raise InputError(f"planes ({tri.shape[0]}), ws ({ws.shape[0]}) and c ({len(c)}) need one batch size "
                              "(or a single head with several cameras)")
