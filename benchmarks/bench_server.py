@@ -1,12 +1,15 @@
 """Edit round trip over loopback (p50, p99) against the same edit called in-process.
 
-Run: .venv/bin/python benchmarks/bench_server.py
+Run: .venv/bin/python benchmarks/bench_server.py [--threads N]
 The mapper is trained (or loaded from the cache) first; each request uses a new intensity so
 neither side answers from a result cache. Both sides run in this process on the same Editor.
+Besides wall-clock percentiles it prints the process CPU time per edit (all threads), which
+other users' load on a shared machine does not inflate as much.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import threading
@@ -30,17 +33,19 @@ def percentiles(ms: list[float]) -> dict:
     return {"p50_ms": statistics.median(ms), "p99_ms": ms[min(len(ms) - 1, int(0.99 * len(ms)))], "n": len(ms)}
 
 
-def main() -> dict:
-    torch.set_num_threads(2)
+def main(threads: int = 2) -> dict:
+    torch.set_num_threads(threads)
     editor = Editor.preview()
     params = FlameParams.zeros(1, 100, 50)
     mapper_id = editor.edit(params, prompt="A person who is smiling").mapper_ids[0]
     intensities = np.linspace(0.5, 1.0, N)
     local = []
+    cpu0 = time.process_time()
     for x in intensities:
         t = time.perf_counter()
         editor.edit(params, mapper_ids=[mapper_id], intensity=float(x))
         local.append((time.perf_counter() - t) * 1000)
+    cpu_local = (time.process_time() - cpu0) * 1000 / N
     server = Server(lambda: editor, "tcp://127.0.0.1:*")
     ready = threading.Event()
     thread = threading.Thread(target=server.serve_forever, args=(ready,), daemon=True)
@@ -50,10 +55,12 @@ def main() -> dict:
     wire = {k: v for k, v in params.to_numpy().items()}
     client.call("ping")
     remote = []
+    cpu0 = time.process_time()
     for x in intensities + 1e-4:
         t = time.perf_counter()
         client.call("edit", {"params": wire, "mapper_ids": [mapper_id], "intensity": float(x)})
         remote.append((time.perf_counter() - t) * 1000)
+    cpu_remote = (time.process_time() - cpu0) * 1000 / N
     client.close()
     server.stop()
     thread.join(5)
@@ -61,8 +68,14 @@ def main() -> dict:
     print(f"edit in-process:      p50 {a['p50_ms']:7.2f} ms  p99 {a['p99_ms']:7.2f} ms  (n={a['n']})")
     print(f"edit over loopback:   p50 {b['p50_ms']:7.2f} ms  p99 {b['p99_ms']:7.2f} ms  (n={b['n']})")
     print(f"protocol overhead:    p50 {b['p50_ms'] - a['p50_ms']:7.2f} ms")
+    print(f"CPU time per edit (all threads): in-process {cpu_local:.2f} ms, loopback {cpu_remote:.2f} ms "
+          f"(overhead {cpu_remote - cpu_local:.2f} ms); load average {os.getloadavg()[0]:.1f}")
+    a["cpu_ms"], b["cpu_ms"] = cpu_local, cpu_remote
     return {"edit_in_process": a, "edit_loopback": b}
 
 
 if __name__ == "__main__":
-    main()
+    import argparse
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    main(ap.parse_args().threads)
