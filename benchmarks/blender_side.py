@@ -48,6 +48,8 @@ def main() -> None:
         bpy.ops.faceedit.edit_expression()
         while fe.session.JOBS.poll_step():
             time.sleep(0.0005)
+        if fe.session.JOBS.status.error:  # never time a failure
+            raise SystemExit(fe.session.JOBS.status.error)
 
     client = fe.session.JOBS.client()
     params = fe.rig.read_params(head)
