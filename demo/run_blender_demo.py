@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     address = f"tcp://127.0.0.1:{free_loopback_port()}"
     log = open(out / "server.log", "w")
     server = subprocess.Popen([sys.executable, "-m", "backend_server", "--bind", address],
-                              cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+                              cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # even when started in the background
     print(f"backend (embedded default) on {address}, log in {out / 'server.log'}", flush=True)
     try:
         wait_ready(address, server)
