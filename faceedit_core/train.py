@@ -47,7 +47,9 @@ class PaperTrainConfig:
 
     steps, batch: the paper trains about 14 h per expression on an RTX 4090 without giving a
         count; StyleCLIP's latent mapper uses batch 2 (its 50k steps are a ceiling, not a need).
-    lr: Adam 1e-3, as in the CLIP-PAE reference.
+    lr: Adam 5e-4. CLIP-PAE's reference uses 1e-3 for direct latent optimisation; through a mapper
+        the first Adam steps move every ws level at once, and on the tiny Next3D 3e-3 raised the
+        loss over 8 steps while 5e-4 lowered it (docs/performance.md).
     weights: Eq. 11 (clip 1.0, identity 0.15 from the paper's 0.15-0.20 sweep, l2 0.8 as in
         StyleCLIP's MSE form, au 0 = off).
     basis: PAE basis ("gram_schmidt", "plain", "pca", or "none" = no projection, the paper's
@@ -64,7 +66,7 @@ class PaperTrainConfig:
     prompt: str = "A person who is smiling"
     steps: int = 20000
     batch: int = 2
-    lr: float = 1e-3
+    lr: float = 5e-4
     weights: obj.ObjectiveWeights = field(default_factory=obj.ObjectiveWeights)
     basis: str = "gram_schmidt"
     basis_prompts: tuple[str, ...] | None = None
