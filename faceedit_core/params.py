@@ -7,6 +7,7 @@ All rotations are axis-angle vectors in radians (Rodrigues). The FLAME joints ar
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -135,13 +136,16 @@ class FlameParams:
             batch = value.shape[0] if batch is None else batch
             if value.shape[0] != batch:
                 raise InputError(f"field '{name}' has batch {value.shape[0]}, expected {batch} like 'shape'")
-            if not torch.isfinite(value).all():
-                raise InputError(f"field '{name}' contains NaN or Inf")
-            peak = float(value.detach().abs().max()) if value.numel() else 0.0
-            if peak > LIMITS[name]:
-                raise InputError(f"field '{name}' has magnitude {peak:.3g}, above the limit {LIMITS[name]:.3g}")
         if batch == 0:
             raise InputError("FLAME parameters must hold at least one item (batch 0 given)")
+        # one read-back for all fields: |x| peaks, NaN where a NaN is (amax propagates it), inf for Inf
+        values = [getattr(self, name).detach() for name in FIELDS]
+        peaks = torch.stack([v.abs().amax() if v.numel() else v.new_zeros(()) for v in values]).tolist()
+        for name, peak in zip(FIELDS, peaks):
+            if not math.isfinite(peak):
+                raise InputError(f"field '{name}' contains NaN or Inf")
+            if peak > LIMITS[name]:
+                raise InputError(f"field '{name}' has magnitude {peak:.3g}, above the limit {LIMITS[name]:.3g}")
         if n_shape is not None and self.n_shape > n_shape:
             raise InputError(f"field 'shape' has {self.n_shape} coefficients, the model has {n_shape}")
         if n_exp is not None and self.n_exp > n_exp:

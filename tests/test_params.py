@@ -26,6 +26,8 @@ def test_save_load_round_trip(tmp_path, suffix):
 
 @pytest.mark.parametrize("field,value,message", [
     ("expression", torch.full((2, 50), float("nan")), "'expression' contains NaN"),
+    ("neck_pose", torch.tensor([[0.0, 0.1, float("-inf")], [0.0, 0.0, 0.0]]), "'neck_pose' contains NaN or Inf"),
+    ("jaw_pose", torch.tensor([[0.0, float("nan"), 0.1], [0.0, 0.0, 0.0]]), "'jaw_pose' contains NaN"),
     ("jaw_pose", torch.zeros(2, 4), "'jaw_pose' must have 3 values"),
     ("shape", torch.full((2, 100), 50.0), "'shape' has magnitude 50"),
     ("eye_pose", torch.zeros(3, 6), "'eye_pose' has batch 3"),
