@@ -111,6 +111,16 @@ def test_config_fields_are_checked_by_name(models, tmp_path):
             train_mappers(models, replace(FAST, **bad), tmp_path)
 
 
+def test_optional_geometric_au_term_joins_the_objective(models, tmp_path):
+    cfg = replace(FAST, steps=2, au_target={"AU12": 1.0}, weights=replace(FAST.weights, au=0.5))
+    events = []
+    result = train_mappers(models, cfg, tmp_path, progress=events.append)
+    assert all("loss_au" in e for e in events) and events[0]["loss_au"] > 0   # no smile at the start
+    parts = events[0]
+    assert events[0]["loss"] == pytest.approx(parts["loss_clip"] + 0.002 * parts["loss_l2"] + 0.5 * parts["loss_au"])
+    assert load_mapper_set(result.mapper_path.with_suffix("")).manifest["au_target"] == {"AU12": 1.0}
+
+
 def test_divergence_is_reported_with_the_step_and_what_to_change(models, tmp_path):
     runaway = replace(FAST, steps=12, lr=5e-2, weights=replace(FAST.weights, l2=0.0))
     with pytest.raises(InputError, match=r"diverged at step \d+ \(field 'expression'.*no checkpoint.*learning rate"):
