@@ -102,9 +102,10 @@ def test_missing_files_are_named_with_their_folder(models_dir, tmp_path):
         Editor.from_models_dir(models_dir).train("A person who is sad")  # training needs CLIP and ArcFace
 
 
-def test_server_serves_the_paper_tier(models_dir, editor):
+def test_server_serves_the_paper_tier(models_dir, editor, monkeypatch):
     from backend_server.client import Client
     from backend_server.__main__ import main
+    from backend_server.server import Server
     from tests.server_fixtures import RunningServer
     server = RunningServer(factory=lambda: editor)
     server.server.models = {"next3d": "present"}
@@ -118,9 +119,15 @@ def test_server_serves_the_paper_tier(models_dir, editor):
         client.close()
     finally:
         server.stop()
+    started = []  # `faceedit-server --models DIR` up to the socket loop, which is replaced here
+    monkeypatch.setattr(Server, "serve_forever", lambda self, *a, **k: started.append(self))
+    assert main(["--models", str(models_dir)]) == 0
     broken = models_dir.parent / "broken_models"
     (broken / "flame").mkdir(parents=True, exist_ok=True)
     assert main(["--models", str(broken)]) == 2   # refuses to start, naming what is missing
+    served, = started   # what hello reports as models present, and the Editor the server builds
+    assert served.models["mappers"] == ["frown", "smile"] and served.models["next3d"].endswith(".safetensors")
+    assert served.editor_factory().tier == "paper"
 
 
 def test_cli_trains_a_paper_tier_set_from_a_models_dir(models_dir, tmp_path):
