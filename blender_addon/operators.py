@@ -160,46 +160,62 @@ class FACEEDIT_OT_set_prompt(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class FACEEDIT_OT_edit_expression(_Request):
+class _EditRequest(_Request):
+    """Base: a request carrying the target's edit. Subclasses set `op` and `verb` and give
+    request_args(settings, edit_args) -> args and apply(scene, obj, args, settings, reply) -> a message
+    (static: the operator instance is gone by the time the reply arrives)."""
+
+    op = verb = ""
+
+    @staticmethod
+    def request_args(settings: dict, args: dict) -> dict:
+        return args
+
+    @staticmethod
+    def apply(scene, obj, args: dict, settings: dict, reply: dict) -> str:
+        raise NotImplementedError
+
+    def start(self, context):
+        cls, scene = type(self), context.scene
+        obj_name, scene_name = _target(scene).name, scene.name
+        settings = {k: getattr(scene.faceedit, k) for k in ("keyframe", "views", "view_size")}
+
+        def send():  # by name: the scene may have changed while hello was in flight
+            args = cls.request_args(settings, edit_args(_alive(obj_name), bpy.data.scenes[scene_name].faceedit))
+            session.JOBS.submit(cls.op, args, f"{cls.verb} '{args['prompt']}'", lambda r: cls.apply(
+                bpy.data.scenes[scene_name], _alive(obj_name), args, settings, r))
+
+        with_server(self.bl_label, send)
+
+
+class FACEEDIT_OT_edit_expression(_EditRequest):
     """Edit the head's expression from the prompt: writes (or updates) the shape key 'FE <prompt>'"""
 
     bl_idname = "faceedit.edit_expression"
     bl_label = "Edit Expression"
+    op, verb = "edit", "Edit"
 
-    def start(self, context):
-        scene, fe = context.scene, context.scene.faceedit
-        obj = _target(scene)
-        obj_name, scene_name, keyframe = obj.name, scene.name, fe.keyframe
-
-        def send():
-            args = edit_args(_alive(obj_name), bpy.data.scenes[scene_name].faceedit)
-            session.JOBS.submit("edit", args, f"Edit '{args['prompt']}'", lambda r: apply_edit(
-                bpy.data.scenes[scene_name], _alive(obj_name), args, r, keyframe))
-
-        with_server("Edit expression", send)
+    @staticmethod
+    def apply(scene, obj, args, settings, reply):
+        return apply_edit(scene, obj, args, reply, settings["keyframe"])
 
 
-class FACEEDIT_OT_render_views(_Request):
+class FACEEDIT_OT_render_views(_EditRequest):
     """Render the edited head from several views and place the images beside it as planes (packed in the .blend)"""
 
     bl_idname = "faceedit.render_views"
     bl_label = "Render Views"
+    op, verb = "render", "Render"
 
-    def start(self, context):
-        scene, fe = context.scene, context.scene.faceedit
-        obj = _target(scene)
-        obj_name, scene_name = obj.name, scene.name
+    @staticmethod
+    def request_args(settings, args):
+        n, spread = settings["views"], 60.0 if settings["views"] > 1 else 0.0
+        return args | {"size": settings["view_size"],
+                       "turntable": {"views": n, "pitch": 0.0, "yaw_min": -spread, "yaw_max": spread}}
 
-        def send():
-            fe_now = bpy.data.scenes[scene_name].faceedit
-            args = edit_args(_alive(obj_name), fe_now)
-            n = fe_now.views
-            args.update(size=fe_now.view_size, turntable={"views": n, "pitch": 0.0,
-                                                          "yaw_min": -60.0 if n > 1 else 0.0, "yaw_max": 60.0 if n > 1 else 0.0})
-            session.JOBS.submit("render", args, f"Render '{args['prompt']}'", lambda r: apply_views(
-                bpy.data.scenes[scene_name], _alive(obj_name), args, r))
-
-        with_server("Render views", send)
+    @staticmethod
+    def apply(scene, obj, args, settings, reply):
+        return apply_views(scene, obj, args, reply)
 
 
 class _OnTarget(bpy.types.Operator):
