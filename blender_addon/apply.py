@@ -168,7 +168,10 @@ def turntable_rig(scene, head, frames: int, distance_m: float = 0.7, height_m: f
     cam.data.lens = lens_mm
     cam.location = (0.0, -distance_m, height_m)
     empty.location = bbox_center(head)
+    old = empty.animation_data.action if empty.animation_data else None
     empty.animation_data_clear()
+    if old is not None and old.users == 0:  # re-running replaces the turn, leaving no orphan action
+        bpy.data.actions.remove(old)
     start = scene.frame_start
     empty.rotation_euler = (0.0, 0.0, 0.0)
     empty.keyframe_insert("rotation_euler", index=2, frame=start)

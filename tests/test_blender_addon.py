@@ -139,6 +139,7 @@ def test_turntable_rig_and_background_batch(run):
     assert tt["interp"] == ["LINEAR", "LINEAR"] and tt["scene_camera"] == "FE turntable camera"
     (f0, z0), (f1, z1) = tt["points"]
     assert f1 - f0 == 8 and z0 == 0 and abs(z1 - 2 * np.pi) < 1e-5 and tt["frames"][1] - tt["frames"][0] == 7
+    assert res["turntable_actions"] == ["FE turntableAction"]  # the batch rebuilt the turn in place
     assert sorted(res["batch"]) == ["FE raising brow", "neutral"]
     frames = [Path(p) for paths in res["batch"].values() for p in paths]
     assert len(frames) == 4 and all(p.read_bytes()[:4] == b"\x89PNG" for p in frames)

@@ -157,6 +157,7 @@ def main() -> None:
                                  indices=[0, 1], progress=lines.append)
     res["timings_s"]["batch"] = time.perf_counter() - t
     res["batch"] = {k: [str(p) for p in v] for k, v in written.items()}
+    res["turntable_actions"] = sorted(a.name for a in bpy.data.actions if a.name.startswith("FE turntable"))
     res["batch_progress"] = lines
     sheet = fe.batch.contact_sheet([[Path(p) for p in v] for v in written.values()], str(out / "sheet.png"))
     res["sheet"] = str(sheet)
