@@ -103,3 +103,24 @@ def test_gradients_at_rest_pose_and_through_a_cached_identity(layer):
     out.vertices.sum().backward()
     assert p.jaw_pose.grad is not None and p.jaw_pose.grad.abs().sum() > 0
     assert p.shape.grad is not None and p.shape.grad.abs().sum() > 0
+
+
+def test_all_zero_components_are_skipped_without_changing_the_mesh():
+    # the demo head fills only some of FLAME's component slots; blends skip the empty ones
+    model, lm = random_flame()
+    model.shapedirs[:, :, 5:300] = 0
+    model.shapedirs[:, :, 300 + 7:] = 0
+    layer = FlameLayer(model, lm)
+    assert layer._live["shapedirs"].rows == [0, 1, 2, 3, 4] and layer._live["exprdirs"].rows == list(range(7))
+    gen = torch.Generator().manual_seed(1)
+    for n_shape, n_exp in ((300, 100), (3, 4), (10, 7)):
+        p = FlameParams.zeros(1, n_shape, n_exp)
+        p.shape.normal_(generator=gen)
+        p.expression.normal_(generator=gen)
+        want = (layer.v_template + (p.shape @ layer.shapedirs[:n_shape]).view(1, -1, 3)
+                + (p.expression @ layer.exprdirs[:n_exp]).view(1, -1, 3))
+        with torch.no_grad():
+            torch.testing.assert_close(layer(p).vertices, want, rtol=0, atol=1e-7)
+    p = FlameParams.zeros(1, 300, 100)._map(lambda t: t.clone().requires_grad_())
+    layer(p).vertices.sum().backward()
+    assert p.shape.grad[0, :5].abs().sum() > 0 and not p.shape.grad[0, 5:].any()

@@ -48,6 +48,9 @@ class FlameLayer(nn.Module):
         dirs = np.asarray(model.shapedirs, dtype=np.float32).reshape(V * 3, -1).T
         self.register_buffer("shapedirs", torch.from_numpy(np.ascontiguousarray(dirs[:N_SHAPE_MAX])))
         self.register_buffer("exprdirs", torch.from_numpy(np.ascontiguousarray(dirs[N_SHAPE_MAX:])))
+        # components that are zero at every vertex add nothing (the demo head fills 40 of the 300
+        # shape and 16 of the 100 expression slots): blends skip them
+        self._live = {name: _LiveRows.of(getattr(self, name)) for name in ("shapedirs", "exprdirs")}
         # [V,3,36] -> [36, 3V] with row index 3v + c (C order), as FLAME's correctives are stored.
         self.register_buffer("posedirs", as32(model.posedirs.reshape(V * 3, -1).T.copy()))
         self.register_buffer("J_regressor", as32(model.J_regressor))
@@ -85,7 +88,7 @@ class FlameLayer(nn.Module):
     def forward(self, params: FlameParams) -> FlameOutput:
         params.validate(n_shape=self.n_shape, n_exp=self.n_exp)
         p = params.to(self.v_template.device, self.v_template.dtype)
-        v_shaped = self.identity_template(p.shape) + blend_shapes(p.expression, self.exprdirs[:p.n_exp])
+        v_shaped = self.identity_template(p.shape) + self._blend(p.expression, "exprdirs")
         verts, joints = lbs(v_shaped, p.full_pose(), self.posedirs, self.J_regressor, self.parents, self.lbs_weights)
         landmarks = self.landmarks(verts, p.global_pose, p.neck_pose)
         full = landmarks_from_faces(verts, self.faces, self.full_faces, self.full_bary)
@@ -101,14 +104,24 @@ class FlameLayer(nn.Module):
         arrays are constants of the layer).
         """
         if shape.requires_grad:
-            return self.v_template + blend_shapes(shape, self.shapedirs[:shape.shape[1]])
+            return self.v_template + self._blend(shape, "shapedirs")
         cached = self._identity
         if (cached is not None and cached[0].shape == shape.shape and cached[0].device == shape.device
                 and cached[0].dtype == shape.dtype and torch.equal(cached[0], shape)):
             return cached[1]
-        shaped = self.v_template + blend_shapes(shape, self.shapedirs[:shape.shape[1]])
+        shaped = self.v_template + self._blend(shape, "shapedirs")
         self._identity = (shape.clone(), shaped)
         return shaped
+
+    def _blend(self, coeffs: torch.Tensor, name: str) -> torch.Tensor:
+        """coeffs [B,L] (a prefix of the model's components) x the `name` blendshapes -> [B,V,3]."""
+        dirs, live = getattr(self, name), self._live[name]
+        if live is None:
+            return blend_shapes(coeffs, dirs[:coeffs.shape[1]])
+        rows = live.below(coeffs.shape[1], dirs.device)
+        if not rows.numel():
+            return torch.zeros(coeffs.shape[0], self.n_verts, 3, dtype=dirs.dtype, device=dirs.device)
+        return blend_shapes(coeffs.index_select(1, rows), dirs.index_select(0, rows))
 
     def subset(self, extra_vertices: torch.Tensor | None = None) -> "FlameSubset":
         """A layer that poses only the vertices the 68 landmarks (and `extra_vertices`) need."""
@@ -120,6 +133,26 @@ class FlameLayer(nn.Module):
         contour = landmarks_from_faces(verts, self.faces, self.dynamic_faces[rows], self.dynamic_bary[rows])
         static = landmarks_from_faces(verts, self.faces, self.static_faces, self.static_bary)
         return torch.cat([contour, static], dim=1)
+
+
+class _LiveRows:
+    """Indices of the blendshape rows [L, V*3] that are not all zero; None from `of` when all are."""
+
+    def __init__(self, rows: list[int]):
+        self.rows = rows
+        self._device_rows: dict = {}
+
+    @classmethod
+    def of(cls, dirs: torch.Tensor) -> "_LiveRows | None":
+        live = torch.nonzero(dirs.abs().amax(1) > 0).squeeze(1).tolist()
+        return None if len(live) == len(dirs) else cls(live)
+
+    def below(self, n: int, device: torch.device) -> torch.Tensor:
+        """Live rows < n as a long tensor on `device`."""
+        key = (n, device)
+        if key not in self._device_rows:
+            self._device_rows[key] = torch.tensor([r for r in self.rows if r < n], dtype=torch.long, device=device)
+        return self._device_rows[key]
 
 
 class FlameSubset(nn.Module):
