@@ -40,7 +40,8 @@ def main(threads: int = 2) -> dict:
     print(f"rasterise 512x512, 1 view:        {fmt(r1)}")
     res["raster_512_8views"] = r8 = timeit(lambda: rasterize(eight.project(world), faces, (512, 512), cull_backfaces=True), repeats=3)
     print(f"rasterise 512x512, 8 views:       {fmt(r8)}  ratio {r8['median_ms'] / r1['median_ms']:.2f}x one view")
-    clips = [Cameras(eight.cam2world[i:i + 1], eight.intrinsics[i:i + 1]).project(world) for i in range(len(eight))]
+    clips = [Cameras(eight.cam2world[i:i + 1], eight.intrinsics[i:i + 1]).project(world)
+             for i in range(len(eight))]
     res["raster_512_8calls"] = rs = timeit(lambda: [rasterize(c, faces, (512, 512), cull_backfaces=True) for c in clips],
                                            repeats=3)
     print(f"rasterise 512x512, 8 single calls: {fmt(rs)}  batched/separate {r8['median_ms'] / rs['median_ms']:.2f}")

@@ -78,5 +78,5 @@ if __name__ == "__main__":
     import argparse
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1,
-                    help="torch intra-op threads of the in-process side (the server's worker thread keeps torch's default)")
+                    help="torch intra-op threads of the in-process side (the server's worker keeps torch's default)")
     main(ap.parse_args().threads)
