@@ -153,6 +153,7 @@ def test_from_checkpoint_builds_the_generator_and_converts_once(tiny, release_pi
     assert not marker.exists()
     assert g.config.channel_base == tiny.config.channel_base and g.config.sr_block_channels == (16, 8)
     assert g.neural_rendering_resolution == 16 and g.render_settings == tiny.render_settings
+    assert (g.config.plane_resolution, g.config.mouth_resolution, g.config.output_resolution) == (32, 16, 64)
     assert all(torch.equal(v, tiny.state_dict()[k]) for k, v in g.state_dict().items())
     assert torch.allclose(g.uv_mask, tiny.uv_mask)
     cached = ckpt._cache_stem(path).with_suffix(".json")

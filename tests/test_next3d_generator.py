@@ -10,7 +10,7 @@ import torch
 from faceedit_core.assets import load_demo_flame
 from faceedit_core.errors import InputError
 from faceedit_core.next3d import neural_raster as nr
-from faceedit_core.next3d.configs import CONFIGS, get_config
+from faceedit_core.next3d.configs import CONFIGS, Next3DConfig, get_config
 from faceedit_core.next3d.generator import Next3DGenerator, flame_inputs, prepare_vertices
 from faceedit_core.next3d.renderer import Uniforms
 from faceedit_core.next3d.topology import Next3DTopology, dense_faces
@@ -59,8 +59,11 @@ def test_tiny_generator_renders_a_head_in_range(tiny, head, head_planes):
     planes = head_planes
     with torch.no_grad():
         out = tiny.render_view(planes, ws, orbit([20], [5]).eg3d_c(), uniforms=draws(1, tiny))
-    assert planes.planes.shape == (1, 3, 32, 256, 256)
-    assert out["image"].shape == (1, 3, 512, 512) and out["image_raw"].shape == (1, 3, 16, 16)
+    cfg = tiny.config
+    P, O = cfg.plane_resolution, cfg.output_resolution
+    assert (P, cfg.mouth_resolution, O) == (32, 16, 64)  # the sizes are configuration data
+    assert planes.planes.shape == (1, 3, 32, P, P) and planes.parts["mouth_in"].shape == (1, 32, 16, 16)
+    assert out["image"].shape == (1, 3, O, O) and out["image_raw"].shape == (1, 3, 16, 16)
     assert out["image_depth"].shape == (1, 1, 16, 16)
     s = tiny.render_settings
     assert s.ray_start <= out["image_depth"].min() and out["image_depth"].max() <= s.ray_end + (s.ray_end - s.ray_start)
@@ -68,7 +71,7 @@ def test_tiny_generator_renders_a_head_in_range(tiny, head, head_planes):
     alpha = planes.parts["alpha_planes"]
     assert 0.05 < alpha[:, 0].mean() < 0.6  # the face covers part of the front plane
     box = planes.parts["mouth_box"][0].tolist()
-    assert box[1] - box[0] == box[3] - box[2] > 8 and 100 < (box[2] + box[3]) / 2 < 156  # mouth near the centre line
+    assert box[1] - box[0] == box[3] - box[2] > 2 and 0.4 * P < (box[2] + box[3]) / 2 < 0.6 * P  # mouth near the centre line
 
 
 def test_turntable_computes_the_planes_once_and_matches_single_views(tiny, head, head_planes):
@@ -86,7 +89,7 @@ def test_turntable_computes_the_planes_once_and_matches_single_views(tiny, head,
         for h in hooks:
             h.remove()
     assert calls == {"texture": 1, "static": 1, "blend": 1}
-    assert turn["image"].shape == (2, 3, 512, 512)
+    assert turn["image"].shape == (2, 3, 64, 64)
     with torch.no_grad():
         single = tiny.render_view(head_planes, ws, cams[1:2], uniforms=Uniforms(u.stratified[1:2], u.importance[256:512]))
     torch.testing.assert_close(turn["image"][1:2], single["image"], rtol=1e-5, atol=1e-5)
@@ -196,6 +199,19 @@ def test_dense_faces_is_the_release_grid():
     assert d.shape == (122990, 3)
     assert d[0].tolist() == [1282, 1538, 1283] and d[1].tolist() == [1283, 1538, 1539]
     assert int(d.min()) == 5 * 256 + 2 and int(d.max()) == 250 * 256 + 253
+
+
+def test_config_round_trip_carries_the_sizes_and_old_manifests_get_the_release_sizes():
+    tiny = CONFIGS["tiny"]
+    assert Next3DConfig.from_dict(tiny.to_dict()) == tiny
+    sizes = ("plane_resolution", "mouth_resolution", "output_resolution")
+    old = {k: v for k, v in tiny.to_dict().items() if k not in sizes}
+    assert tuple(getattr(Next3DConfig.from_dict(old), k) for k in sizes) == (256, 64, 512)
+    assert tuple(getattr(CONFIGS["full"], k) for k in sizes) == (256, 64, 512)
+    for bad, field in ((dict(plane_resolution=48), "plane_resolution"), (dict(plane_resolution=512), "plane_resolution"),
+                       (dict(mouth_resolution=64), "mouth_resolution"), (dict(output_resolution=8), "output_resolution")):
+        with pytest.raises(InputError, match=field):
+            tiny.with_(**bad).validate()
 
 
 # ---------------------------------------------------------------- the release layout

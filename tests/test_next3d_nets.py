@@ -343,8 +343,8 @@ def test_bad_inputs_raise_clear_errors():
     sr = SuperresolutionHybrid8XDC(4, w_dim=8)
     with pytest.raises(InputError, match="rgb must have shape"):
         sr(torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8), torch.randn(1, 1, 8))
-    with pytest.raises(InputError, match="512"):
-        SuperresolutionHybrid8XDC(4, img_resolution=256)
+    with pytest.raises(InputError, match="img_resolution a power of two >= 16, got 96"):
+        SuperresolutionHybrid8XDC(4, img_resolution=96)
     block = SynthesisBlock(0, 4, 8, 4, 3)
     with pytest.raises(InputError, match="b4: ws has 3 rows, needs 2"):
         block(None, None, torch.randn(1, 3, 8))

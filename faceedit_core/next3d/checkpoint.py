@@ -18,6 +18,7 @@ FACEEDIT_HOME and later loads read the cache.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,6 +201,21 @@ def _plain(value):
     return value
 
 
+def _sizes_from_state_dict(sd: dict, base: Next3DConfig) -> dict:
+    """plane_resolution (the static backbone's last block b{P}), output_resolution (the last
+    super-resolution block's noise buffer [O,O]) and mouth_resolution (4 * 2^encoders of the mouth
+    StyleUNet) of a state dict; the base's values where a name is absent."""
+    def count(pattern: str) -> list[int]:
+        return sorted({int(m.group(1)) for k in sd if (m := re.match(pattern, k))})
+
+    planes = count(r"backbone\.synthesis\.b(\d+)\.")
+    encoders = count(r"mouth_backbone\.synthesis\.encoder\.(\d+)\.")
+    noise = sd.get("superresolution.block1.conv1.noise_const")
+    return dict(plane_resolution=planes[-1] if planes else base.plane_resolution,
+                mouth_resolution=4 << len(encoders) if encoders else base.mouth_resolution,
+                output_resolution=int(noise.shape[-1]) if noise is not None else base.output_resolution)
+
+
 def config_from_release(rel: ReleaseGenerator) -> Next3DConfig:
     """The configuration the pickle was built with (init kwargs, rendering settings, SR shapes)."""
     kw = _plain(rel.init_kwargs)
@@ -209,7 +225,7 @@ def config_from_release(rel: ReleaseGenerator) -> Next3DConfig:
     sr = tuple(int(sd[f"superresolution.block{i}.conv1.weight"].shape[0]) for i in (0, 1)) \
         if "superresolution.block1.conv1.weight" in sd else base.sr_block_channels
     nrr = rel.attributes.get("neural_rendering_resolution", base.neural_rendering_resolution)
-    return base.with_(
+    return base.with_(**_sizes_from_state_dict(sd, base),
         name="release", channel_base=int(kw.get("channel_base", base.channel_base)),
         channel_max=int(kw.get("channel_max", base.channel_max)),
         num_fp16_res=int(kw.get("num_fp16_res", base.num_fp16_res)),

@@ -5,10 +5,15 @@
   `../shared/reference/next3d_full_state_dict_keys.txt` (for the FLAME topology).
 - `golden`: the small configuration the golden vectors were recorded with (README §2):
   channel_base 2048, channel_max 32, 32^2 neural rendering.
-- `tiny`: test-sized (a second or two per head and view on CPU): few channels, thin
-  super-resolution blocks, 16^2 neural rendering, 12 + 12 samples. Same code paths, the same
-  28 ws and the same fixed sizes (256^2 texture and planes, 64^2 mouth crop, 512^2 output) as
-  the release: those sizes set most of its cost.
+- `tiny`: test-sized (a training step, two renders and a backward pass, in a fraction of a
+  second on CPU): few channels, thin super-resolution blocks, 32^2 texture and planes, 16^2
+  mouth crop, 16^2 neural rendering, 8 + 8 samples, 64^2 output. Same code paths and the same
+  28 ws as the release; only the sizes differ.
+
+Sizes are data: `plane_resolution` (the UV neural texture and the tri-plane, 256 in the
+release), `mouth_resolution` (the mouth crop the mouth StyleUNet reads, 64) and
+`output_resolution` (the super-resolution's output, 512; it reads the neural rendering resized
+to a quarter of it). A manifest written before these fields existed gets the release values.
 """
 
 from __future__ import annotations
@@ -38,10 +43,18 @@ class Next3DConfig:
     z_dim: int = 512
     w_dim: int = 512
     c_dim: int = 25
+    plane_resolution: int = 256
+    mouth_resolution: int = 64
+    output_resolution: int = 512
 
     def validate(self) -> None:
         if not 4 <= self.neural_rendering_resolution <= 512:
             raise InputError(f"neural_rendering_resolution must be within 4..512, got {self.neural_rendering_resolution}")
+        for name, low, high in (("plane_resolution", 32, 256), ("mouth_resolution", 8, self.plane_resolution),
+                                ("output_resolution", 16, 2048)):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and low <= value <= high and value & (value - 1) == 0):
+                raise InputError(f"{name} must be a power of two within {low}..{high}, got {value}")
         self.render.validate()
 
     def synthesis_kwargs(self) -> dict:
@@ -71,8 +84,9 @@ CONFIGS = {
     "full": Next3DConfig("full", channel_base=32768, channel_max=512, neural_rendering_resolution=64),
     "golden": Next3DConfig("golden", channel_base=2048, channel_max=32, neural_rendering_resolution=32),
     "tiny": Next3DConfig("tiny", channel_base=512, channel_max=8, neural_rendering_resolution=16,
-                         render=RenderSettings(depth_resolution=12, depth_resolution_importance=12),
-                         sr_block_channels=(16, 8)),
+                         render=RenderSettings(depth_resolution=8, depth_resolution_importance=8),
+                         sr_block_channels=(16, 8), plane_resolution=32, mouth_resolution=16,
+                         output_resolution=64),
 }
 
 

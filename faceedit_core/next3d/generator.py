@@ -4,6 +4,9 @@
     planes = G.planes(ws, verts [B,V+68,3])     # view independent: once per (w, mesh)
     out = G.render_view(planes, ws, c [N,25])   # image [N,3,512,512], image_raw, image_depth
 
+(Sizes as in the release; the configuration sets them: planes and texture P^2 =
+plane_resolution, mouth crop mouth_resolution^2, image output_resolution^2.)
+
 ws[:, :14] drive the static tri-plane, the mouth and blending StyleUNets and the
 super-resolution (its last row); ws[:, 14:] drive the UV neural texture. Plane assembly:
 the texture is rasterised into four orthographic views (`neural_raster`); the front view gets
@@ -37,13 +40,12 @@ from .topology import Next3DTopology, resize_mask
 N_LANDMARKS = 68
 NUM_WS = 28
 PLANE_CHANNELS = 32
-MOUTH_INPUT = 64  # side of the mouth crop fed to the mouth StyleUNet
 TOPOLOGY_BUFFERS = ("dense_faces", "faces", "raw_uvcoords", "uvcoords", "uvfaces", "face_uvcoords")
 
 
 @dataclass
 class Next3DPlanes:
-    """planes [B,3,32,256,256]: the blended tri-plane the renderer reads. `parts` holds the
+    """planes [B,3,32,P,P] (P = plane_resolution, 256 in the release): the blended tri-plane the renderer reads. `parts` holds the
     intermediates (texture, views, alphas, mouth, ...) when asked for with keep_parts=True."""
 
     planes: torch.Tensor
@@ -82,18 +84,18 @@ class Next3DGenerator(nn.Module):
         super().__init__()
         cfg = self.config = get_config(config)
         cfg.validate()
-        P = nr.PLANE_SIZE
+        P, M = cfg.plane_resolution, cfg.mouth_resolution
         for name, value in topology.buffers().items():
             self.register_buffer(name, value)
-        self.register_buffer("uv_mask", resize_mask(topology.uv_mask, size=P), persistent=False)
+        self.register_buffer("uv_mask", resize_mask(topology.uv_mask), persistent=False)
         kw = cfg.synthesis_kwargs()
         z, c, w = cfg.z_dim, cfg.c_dim, cfg.w_dim
         self.texture_backbone = StyleGAN2Backbone(z, c, w, P, PLANE_CHANNELS, mapping_layers=cfg.mapping_layers, **kw)
-        self.mouth_backbone = StyleUNet(z, c, w, P, PLANE_CHANNELS, cond_channels=PLANE_CHANNELS, in_size=MOUTH_INPUT,
-                                        final_size=4, num_cond_res=64, mapping_layers=cfg.mapping_layers, **kw)
+        self.mouth_backbone = StyleUNet(z, c, w, P, PLANE_CHANNELS, cond_channels=PLANE_CHANNELS, in_size=M,
+                                        final_size=4, num_cond_res=M, mapping_layers=cfg.mapping_layers, **kw)
         self.backbone = StyleGAN2Backbone(z, c, w, P, 3 * PLANE_CHANNELS, mapping_ws=NUM_WS,
                                           mapping_layers=cfg.mapping_layers, **kw)
-        self.superresolution = SuperresolutionHybrid8XDC(PLANE_CHANNELS, 512, sr_num_fp16_res=cfg.sr_num_fp16_res,
+        self.superresolution = SuperresolutionHybrid8XDC(PLANE_CHANNELS, cfg.output_resolution, sr_num_fp16_res=cfg.sr_num_fp16_res,
                                                          sr_antialias=cfg.sr_antialias,
                                                          fused_modconv_default=cfg.fused_modconv_default,
                                                          w_dim=w, block_channels=cfg.sr_block_channels)
@@ -151,9 +153,10 @@ class Next3DGenerator(nn.Module):
                              f"(mesh vertices, then 68 landmarks), got {list(verts.shape)}")
         if not torch.isfinite(verts).all():
             raise InputError("verts contain NaN or Inf")
-        size = (B, 4, nr.PLANE_SIZE, nr.PLANE_SIZE)
+        P = self.config.plane_resolution
+        size = (B, 4, P, P)
         if fragments is not None and (fragments.pix_to_face.shape != size or fragments.bary.shape != (*size, 3)):
-            raise InputError(f"fragments must have pix_to_face [{B},4,256,256] and bary [{B},4,256,256,3], got "
+            raise InputError(f"fragments must have pix_to_face [{B},4,{P},{P}] and bary [{B},4,{P},{P},3], got "
                              f"{list(fragments.pix_to_face.shape)} and {list(fragments.bary.shape)}")
         return n_mesh
 
@@ -164,23 +167,25 @@ class Next3DGenerator(nn.Module):
         `fragments` replays recorded rasteriser outputs (else this project's rasteriser runs)."""
         n_mesh = self._check_planes_inputs(ws, verts, fragments)
         s = nr.view_coords(verts.to(torch.float32))
-        boxes = nr.mouth_box(nr.landmarks_2d(s[:, 0, n_mesh:]))  # checks the input before any network runs
+        P = self.config.plane_resolution
+        boxes = nr.mouth_box(nr.landmarks_2d(s[:, 0, n_mesh:]), P)  # checks the input before any network runs
         B = ws.shape[0]
         eg3d_ws, texture_ws = ws[:, :NUM_WS // 2], ws[:, NUM_WS // 2:]
-        texture = self.texture_backbone.synthesis(texture_ws, noise_mode=noise_mode)
-        static = self.backbone.synthesis(eg3d_ws, noise_mode=noise_mode)
+        texture = self.texture_backbone.synthesis(_rows(texture_ws, self.texture_backbone), noise_mode=noise_mode)
+        static = self.backbone.synthesis(_rows(eg3d_ws, self.backbone), noise_mode=noise_mode)
         static = static.view(B, 3, PLANE_CHANNELS, *static.shape[-2:])
 
         if fragments is None:
-            fragments = nr.rasterize_views(s[:, :, :n_mesh], self.faces[0])
+            fragments = nr.rasterize_views(s[:, :, :n_mesh], self.faces[0], P)
         views = nr.sample_views(texture, fragments, self.face_uvcoords[0], self.uv_mask)
         alpha = nr.fill_holes(views.alpha_prefill.flatten(0, 1)).view_as(views.alpha_prefill)
         front = views.rendering[:, 0]
 
-        mouth_in = nr.crop_mouths(front, boxes, MOUTH_INPUT)
-        mouth = self.mouth_backbone.synthesis(mouth_in, eg3d_ws, noise_mode=noise_mode)
+        mouth_in = nr.crop_mouths(front, boxes, self.config.mouth_resolution)
+        mouth = self.mouth_backbone.synthesis(mouth_in, _rows(eg3d_ws, self.mouth_backbone), noise_mode=noise_mode)
         stitched = nr.paste_mouths(front, mouth, boxes)
-        blended_front = self.neural_blending.synthesis(stitched, eg3d_ws, noise_mode=noise_mode)
+        blended_front = self.neural_blending.synthesis(stitched, _rows(eg3d_ws, self.neural_blending),
+                                                       noise_mode=noise_mode)
 
         features = torch.stack([blended_front, views.rendering[:, 1] + views.rendering[:, 2],
                                 views.rendering[:, 3]], 1)
@@ -198,7 +203,7 @@ class Next3DGenerator(nn.Module):
     def render_view(self, planes: Next3DPlanes | torch.Tensor, ws: torch.Tensor, c: torch.Tensor,
                     uniforms: Uniforms | None = None, neural_rendering_resolution: int | None = None) -> dict:
         """Planes of B heads, ws [B,28,512], cameras c [B,25] (or [N,25] for one head: every
-        camera reuses the planes) -> dict(image [N,3,512,512], image_raw [N,3,r,r],
+        camera reuses the planes) -> dict(image [N,3,O,O] (O = output_resolution), image_raw [N,3,r,r],
         image_depth [N,1,r,r], feature_image [N,32,r,r], weights_sum [N,1,r,r])."""
         self._check_ws(ws)
         tri = planes.planes if isinstance(planes, Next3DPlanes) else planes
@@ -240,6 +245,12 @@ class Next3DGenerator(nn.Module):
         """Mapping on c (conditioning = rendering camera here) then synthesis."""
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
         return self.synthesis(ws, c, verts, **kwargs)
+
+
+def _rows(half_ws: torch.Tensor, net: nn.Module) -> torch.Tensor:
+    """The first net.num_ws rows of a half of ws [B,14,512]: all 14 at the release's 256^2
+    planes, fewer for smaller planes (2 log2(P) - 2); the 28 ws stay the interface."""
+    return half_ws[:, :net.num_ws]
 
 
 def _camera_uniforms(uniforms: Uniforms | None, i: int, n: int) -> Uniforms | None:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ..errors import InputError
 from ..render.rasterize import rasterize
 
-PLANE_SIZE = 256
+PLANE_SIZE = 256  # the release's plane side (the default here; the generator passes its configuration's)
 ORTH_SCALE = 5.0
 ORTH_SHIFT = (0.0, -0.01, -0.01)
 VIEWS_DEG = ((0.0, 0.0, 0.0), (0.0, 90.0, 0.0), (0.0, -90.0, 0.0), (90.0, 0.0, 0.0))
@@ -177,8 +177,9 @@ def mouth_box(lm2d: torch.Tensor, size: int = PLANE_SIZE) -> torch.Tensor:
     centre = (lips[:, 0] + lips[:, 6]) * 0.5
     extent = np.maximum(lips[..., 0].max(1) - lips[..., 0].min(1), lips[..., 1].max(1) - lips[..., 1].min(1))
     half = (extent * 1.2).astype(int) // 2
-    box = np.stack([(centre[:, 1] - half).astype(int), (centre[:, 1] + half).astype(int),
-                    (centre[:, 0] - half).astype(int), (centre[:, 0] + half).astype(int)], 1)
+    # floored (the release truncates: the same inside the plane; a box over the edge stays square)
+    box = np.floor(np.stack([centre[:, 1] - half, centre[:, 1] + half,
+                             centre[:, 0] - half, centre[:, 0] + half], 1)).astype(int)
     if (half < 1).any() or (box < 0).any() or (box > size).any():
         raise InputError(f"mouth box {box.tolist()} (row0,row1,col0,col1) is empty or outside the "
                          f"{size}^2 plane: are the vertices FLAME metres with the global rotation zeroed, "

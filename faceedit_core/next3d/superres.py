@@ -1,8 +1,8 @@
 """EG3D's 8x hybrid super-resolution (`SuperresolutionHybrid8XDC`), used unchanged by Next3D.
 
-`(rgb [B,3,r,r], x [B,C,r,r], ws [B,L,512]) -> image [B,3,512,512]`: both inputs are resized to
-128^2 (bilinear, antialiased), then two StyleGAN2 blocks (C -> 256 channels at 256^2, 256 -> 128
-at 512^2) add detail; the RGB skip path carries `rgb`. Only the last w row is used (3 times per
+`(rgb [B,3,r,r], x [B,C,r,r], ws [B,L,512]) -> image [B,3,O,O]` (O = img_resolution, 512 in the
+release): both inputs are resized to (O/4)^2 (bilinear, antialiased), then two StyleGAN2 blocks
+(C -> 256 channels at (O/2)^2, 256 -> 128 at O^2) add detail; the RGB skip path carries `rgb`. Only the last w row is used (3 times per
 block). With `sr_num_fp16_res > 0` the blocks clamp at +-256 (and run in float16 on CUDA).
 """
 
@@ -15,30 +15,28 @@ from torch import nn
 from ..errors import InputError
 from .layers import SynthesisBlock
 
-INPUT_RESOLUTION = 128
-
-
 class SuperresolutionHybrid8XDC(nn.Module):
     def __init__(self, channels: int, img_resolution: int = 512, sr_num_fp16_res: int = 4,
                  sr_antialias: bool = True, fused_modconv_default: bool | str = "inference_only",
                  w_dim: int = 512, block_channels: tuple[int, int] = (256, 128)):
         super().__init__()
-        if img_resolution != 512:
-            raise InputError(f"SuperresolutionHybrid8XDC outputs 512 pixels, img_resolution is {img_resolution}")
+        if img_resolution < 16 or img_resolution & (img_resolution - 1):
+            raise InputError(f"SuperresolutionHybrid8XDC needs img_resolution a power of two >= 16, got {img_resolution}")
+        self.input_resolution = img_resolution // 4
         use_fp16 = sr_num_fp16_res > 0
         clamp = 256 if use_fp16 else None
         self.sr_antialias = sr_antialias
         c0, c1 = block_channels  # the release: 256, 128 (test-sized configurations use fewer)
-        self.block0 = SynthesisBlock(channels, c0, w_dim, 256, 3, use_fp16=use_fp16,
+        self.block0 = SynthesisBlock(channels, c0, w_dim, img_resolution // 2, 3, use_fp16=use_fp16,
                                      conv_clamp=clamp, fused_modconv_default=fused_modconv_default)
-        self.block1 = SynthesisBlock(c0, c1, w_dim, 512, 3, use_fp16=use_fp16,
+        self.block1 = SynthesisBlock(c0, c1, w_dim, img_resolution, 3, use_fp16=use_fp16,
                                      conv_clamp=clamp, fused_modconv_default=fused_modconv_default)
 
     def resize_inputs(self, rgb: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Both `[B,C,r,r]` -> `[B,C,128,128]` (unchanged when already 128)."""
-        if x.shape[-1] == INPUT_RESOLUTION:
+        """Both `[B,C,r,r]` -> `[B,C,O/4,O/4]` (unchanged when already that size; 128 in the release)."""
+        if x.shape[-1] == self.input_resolution:
             return rgb, x
-        size = (INPUT_RESOLUTION, INPUT_RESOLUTION)
+        size = (self.input_resolution, self.input_resolution)
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=self.sr_antialias)
         rgb = F.interpolate(rgb, size=size, mode="bilinear", align_corners=False, antialias=self.sr_antialias)
         return rgb, x
