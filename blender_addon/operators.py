@@ -93,9 +93,6 @@ class _Request(bpy.types.Operator):
     wait: bpy.props.BoolProperty(name="Wait", default=False, options={"SKIP_SAVE"},
                                  description="Block until the reply is applied (scripts, background mode)")
 
-    def start(self, context) -> None:
-        raise NotImplementedError
-
     def execute(self, context):
         try:
             self.start(context)
@@ -171,10 +168,6 @@ class _EditRequest(_Request):
     def request_args(settings: dict, args: dict) -> dict:
         return args
 
-    @staticmethod
-    def apply(scene, obj, args: dict, settings: dict, reply: dict) -> str:
-        raise NotImplementedError
-
     def start(self, context):
         cls, scene = type(self), context.scene
         obj_name, scene_name = _target(scene).name, scene.name
@@ -222,9 +215,6 @@ class _OnTarget(bpy.types.Operator):
     """Base: subclasses implement run(context, obj) on the checked target -> a message."""
 
     bl_options = {"REGISTER", "UNDO"}
-
-    def run(self, context, obj) -> str:
-        raise NotImplementedError
 
     def execute(self, context):
         try:
