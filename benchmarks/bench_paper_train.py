@@ -1,11 +1,13 @@
 """Paper-tier training and inference cost on CPU with the tiny networks (random weights).
 
-Run: .venv/bin/python benchmarks/bench_paper_train.py [--steps 6] [--micro-steps 40]
-1. Training over the tiny Next3D (the release's sizes: 256^2 planes, 512^2 output) with the demo
-   head, tiny CLIP and tiny ArcFace: seconds per step (batch 1, default mapper config), loss
-   at the first and the last steps (one latent code, so successive losses are comparable).
-2. The same loop over the tests' MicroGenerator (a toy with Next3D's interface): loss over more
-   steps (mean of the first and last quarter, capped at 10 steps each) and seconds per step.
+Run: .venv/bin/python benchmarks/bench_paper_train.py [--steps 20] [--release-sizes]
+1. A generator step as training takes it, side by side per batch size: two tiny Next3D renders
+   (the original head without gradients, the edited head with them) and the backward pass.
+   With --release-sizes the same tiny channels at the release's sizes (256^2 planes, 64^2 mouth,
+   512^2 output; the tiny config before its sizes became data) are timed too, once.
+2. The tests' training loop (tests/test_paper_train.py's TINY with one latent: the demo head,
+   tiny Next3D, tiny CLIP and ArcFace, batch 2): seconds per step and the loss (mean of the first
+   and last quarter, capped at 10 steps each).
 3. Inference, measured side by side in one run: the mapper forward pass (default config, all 14
    texture levels) against the Next3D render of one view (planes + one camera) it precedes.
 """
@@ -29,10 +31,11 @@ from common import fmt, timeit  # noqa: E402
 
 from faceedit_core.mapper_sets import edit_latent  # noqa: E402
 from faceedit_core.mappers import DualMappers, MapperConfig  # noqa: E402
-from faceedit_core.next3d.generator import flame_inputs  # noqa: E402
+from faceedit_core.next3d.generator import Next3DGenerator, flame_inputs  # noqa: E402
+from faceedit_core.next3d.topology import Next3DTopology  # noqa: E402
 from faceedit_core.params import FlameParams  # noqa: E402
 from faceedit_core.render.cameras import orbit  # noqa: E402
-from faceedit_core.train import PaperTrainConfig, train_mappers  # noqa: E402
+from faceedit_core.train import train_mappers  # noqa: E402
 from tests.paper_fixtures import tiny_models  # noqa: E402
 
 
@@ -50,25 +53,44 @@ def run(models, cfg, label: str) -> None:
           f"({100 * (1 - s['loss_last'] / s['loss_first']):.1f}% lower)")
 
 
+def generator_step(G, layer, batch: int, repeats: int = 5, warmup: int = 1) -> dict:
+    """Timing of two renders (no-grad original, edited with gradients to ws and the vertices) + backward."""
+    c = orbit([0.0] * batch, [0.0] * batch).eg3d_c()
+    ws = G.mapping(torch.randn(batch, 512), c, truncation_psi=0.7).detach()
+    verts = flame_inputs(layer, FlameParams.zeros(batch, layer.n_shape, layer.n_exp))
+
+    def step():
+        dws = torch.zeros_like(ws, requires_grad=True)
+        v = verts.clone().requires_grad_(True)
+        with torch.no_grad():
+            before = G.synthesis(ws, c, verts)["image"]
+        after = G.synthesis(ws + dws, c, v)["image"]
+        ((after - before) ** 2).mean().backward()
+    return timeit(step, repeats=repeats, warmup=warmup)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=6)
-    ap.add_argument("--micro-steps", type=int, default=40)
-    ap.add_argument("--lr", type=float, default=3e-3, help="learning rate of the tiny Next3D run")
-    ap.add_argument("--l2", type=float, default=0.05, help="L2 weight of the tiny Next3D run")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--release-sizes", action="store_true", help="also time one step at the release's sizes")
     args = ap.parse_args()
     os.environ.setdefault("FACEEDIT_HOME", tempfile.mkdtemp())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.1f}")
-    weights = Path(tempfile.mkdtemp())
-    base = PaperTrainConfig(steps=args.steps, batch=1, lr=3e-3, n_latents=2, checkpoint_every=10_000)
-    base = replace(base, weights=replace(base.weights, l2=0.002))
+    models = tiny_models(Path(tempfile.mkdtemp()))
+    G, layer = models.generator, models.flame
+    cfg = G.config
+    print(f"tiny Next3D: {cfg.plane_resolution}^2 planes, {cfg.mouth_resolution}^2 mouth, "
+          f"{cfg.neural_rendering_resolution}^2 rendering, {cfg.output_resolution}^2 output, "
+          f"{cfg.render.depth_resolution}+{cfg.render.depth_resolution_importance} samples")
+    for batch in (1, 2):
+        print(f"generator step, batch {batch}: {fmt(generator_step(G, layer, batch))}")
+    if args.release_sizes:
+        big = Next3DGenerator.from_config(cfg.with_(plane_resolution=256, mouth_resolution=64, output_resolution=512),
+                                          Next3DTopology.from_flame_layer(layer))
+        print(f"generator step at the release's sizes, batch 1: {fmt(generator_step(big, layer, 1, 2, 1))}")
 
-    micro = tiny_models(weights / "micro", "micro")
-    mcfg = MapperConfig(hidden=64, attn_dim=32, psi_tokens=4, layers=2, texture_levels=(14, 15))
-    run(micro, replace(base, steps=args.micro_steps, batch=2, mapper=mcfg), "micro generator")
-
-    models = tiny_models(weights / "next3d", "next3d")
-    run(models, replace(base, n_latents=1, lr=args.lr, weights=replace(base.weights, l2=args.l2)), "tiny Next3D")
+    from tests.test_paper_train import TINY
+    run(models, replace(TINY, steps=args.steps, n_latents=1), "tests' loop (TINY, one latent)")
 
     G, layer = models.generator, models.flame
     mapper = DualMappers(MapperConfig(n_exp=layer.n_exp)).eval()

@@ -28,7 +28,7 @@ FAST = replace(TINY, weights=replace(TINY.weights, identity=0.0))  # no ArcFace:
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """The loop tests' models: a small FLAME, MicroGenerator, tiny CLIP and ArcFace."""
+    """The demo head's FLAME, the tiny Next3D (the release's code paths at test sizes), tiny CLIP and ArcFace."""
     return tiny_models(tmp_path_factory.mktemp("tiny_weights"))
 
 
@@ -52,16 +52,19 @@ def _emoca_folder(root, name, exp_value, seed):
 
 
 def test_training_lowers_the_loss_and_writes_a_mapper_set(models, tmp_path):
+    # one latent, one (neutral) start, frontal views: every step sees the same heads, so the lower
+    # loss is the optimiser's doing, not a luckier draw (seeded: 0.93x over 20 steps)
+    cfg = replace(TINY, n_latents=1)
     events = []
-    result = train_mappers(models, TINY, tmp_path, progress=events.append)
+    result = train_mappers(models, cfg, tmp_path, progress=events.append)
     s = result.summary
-    assert s["steps"] == TINY.steps and len(events) == TINY.steps
+    assert s["steps"] == cfg.steps and len(events) == cfg.steps
     assert {"loss", "loss_clip", "loss_identity", "loss_l2"} <= set(events[-1])
     assert s["loss_last"] < s["loss_first"] * 0.95, s          # the optimisation works
     assert events[0]["loss_l2"] == 0.0 and events[-1]["loss_l2"] > 0   # residuals start at zero, then grow
-    ms = load_mapper_set(tmp_path / slug(TINY.prompt))
-    assert ms.prompt == TINY.prompt and ms.manifest["basis"] == "gram_schmidt" and ms.manifest["alpha"] == 8.0
-    assert ms.manifest["weights"] == TINY.weights.to_dict() and ms.manifest["model_hashes"]["next3d"] == "micro seed 0"
+    ms = load_mapper_set(tmp_path / slug(cfg.prompt))
+    assert ms.prompt == cfg.prompt and ms.manifest["basis"] == "gram_schmidt" and ms.manifest["alpha"] == 8.0
+    assert ms.manifest["weights"] == cfg.weights.to_dict() and ms.manifest["model_hashes"]["next3d"] == "tiny seed 0"
     for k, v in result.mapper.state_dict().items():
         assert torch.equal(v, ms.mapper.state_dict()[k]), k
 
@@ -221,11 +224,9 @@ def test_references_drive_the_starting_expressions(tmp_path):
         load_refs(tmp_path, 100, 100)
 
 
-def test_a_step_through_the_tiny_next3d_reaches_both_mappers(tmp_path_factory, tmp_path):
-    """The same loop over the tiny Next3D (the release's code paths and sizes; tens of seconds
-    per step on CPU, so one step): CLIP's gradient reaches the Texture Mapper through ws and the
-    Emotion Mapper through FLAME's vertices, moving both zero-initialised output layers."""
-    models = tiny_models(tmp_path_factory.mktemp("tiny_next3d_weights"), generator="next3d")
+def test_a_step_reaches_both_mappers_through_next3d(models, tmp_path):
+    """CLIP's gradient reaches the Texture Mapper through ws and the Emotion Mapper through FLAME's
+    vertices (Next3D's rasterised planes), moving both zero-initialised output layers."""
     cfg = replace(FAST, steps=1, batch=1)
     result = train_mappers(models, cfg, tmp_path)
     sd = result.mapper.state_dict()
