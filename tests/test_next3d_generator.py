@@ -208,8 +208,10 @@ def test_config_round_trip_carries_the_sizes_and_old_manifests_get_the_release_s
     old = {k: v for k, v in tiny.to_dict().items() if k not in sizes}
     assert tuple(getattr(Next3DConfig.from_dict(old), k) for k in sizes) == (256, 64, 512)
     assert tuple(getattr(CONFIGS["full"], k) for k in sizes) == (256, 64, 512)
-    for bad, field in ((dict(plane_resolution=48), "plane_resolution"), (dict(plane_resolution=512), "plane_resolution"),
-                       (dict(mouth_resolution=64), "mouth_resolution"), (dict(output_resolution=8), "output_resolution")):
+    for bad, field in ((dict(plane_resolution=48), "plane_resolution"),
+                       (dict(plane_resolution=512), "plane_resolution"),
+                       (dict(mouth_resolution=64), "mouth_resolution"),
+                       (dict(output_resolution=8), "output_resolution")):
         with pytest.raises(InputError, match=field):
             tiny.with_(**bad).validate()
 

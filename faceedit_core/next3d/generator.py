@@ -45,8 +45,9 @@ TOPOLOGY_BUFFERS = ("dense_faces", "faces", "raw_uvcoords", "uvcoords", "uvfaces
 
 @dataclass
 class Next3DPlanes:
-    """planes [B,3,32,P,P] (P = plane_resolution, 256 in the release): the blended tri-plane the renderer reads. `parts` holds the
-    intermediates (texture, views, alphas, mouth, ...) when asked for with keep_parts=True."""
+    """planes [B,3,32,P,P] (P = plane_resolution, 256 in the release): the blended tri-plane the
+    renderer reads. `parts` holds the intermediates (texture, views, alphas, mouth, ...) when
+    asked for with keep_parts=True."""
 
     planes: torch.Tensor
     parts: dict = field(default_factory=dict)
@@ -95,7 +96,8 @@ class Next3DGenerator(nn.Module):
                                         final_size=4, num_cond_res=M, mapping_layers=cfg.mapping_layers, **kw)
         self.backbone = StyleGAN2Backbone(z, c, w, P, 3 * PLANE_CHANNELS, mapping_ws=NUM_WS,
                                           mapping_layers=cfg.mapping_layers, **kw)
-        self.superresolution = SuperresolutionHybrid8XDC(PLANE_CHANNELS, cfg.output_resolution, sr_num_fp16_res=cfg.sr_num_fp16_res,
+        self.superresolution = SuperresolutionHybrid8XDC(PLANE_CHANNELS, cfg.output_resolution,
+                                                         sr_num_fp16_res=cfg.sr_num_fp16_res,
                                                          sr_antialias=cfg.sr_antialias,
                                                          fused_modconv_default=cfg.fused_modconv_default,
                                                          w_dim=w, block_channels=cfg.sr_block_channels)

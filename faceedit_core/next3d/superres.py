@@ -2,8 +2,9 @@
 
 `(rgb [B,3,r,r], x [B,C,r,r], ws [B,L,512]) -> image [B,3,O,O]` (O = img_resolution, 512 in the
 release): both inputs are resized to (O/4)^2 (bilinear, antialiased), then two StyleGAN2 blocks
-(C -> 256 channels at (O/2)^2, 256 -> 128 at O^2) add detail; the RGB skip path carries `rgb`. Only the last w row is used (3 times per
-block). With `sr_num_fp16_res > 0` the blocks clamp at +-256 (and run in float16 on CUDA).
+(C -> 256 channels at (O/2)^2, 256 -> 128 at O^2) add detail; the RGB skip path carries
+`rgb`. Only the last w row is used (3 times per block). With `sr_num_fp16_res > 0` the blocks
+clamp at +-256 (and run in float16 on CUDA).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ class SuperresolutionHybrid8XDC(nn.Module):
                  w_dim: int = 512, block_channels: tuple[int, int] = (256, 128)):
         super().__init__()
         if img_resolution < 16 or img_resolution & (img_resolution - 1):
-            raise InputError(f"SuperresolutionHybrid8XDC needs img_resolution a power of two >= 16, got {img_resolution}")
+            raise InputError(f"SuperresolutionHybrid8XDC needs img_resolution a power of two >= 16, "
+                             f"got {img_resolution}")
         self.input_resolution = img_resolution // 4
         use_fp16 = sr_num_fp16_res > 0
         clamp = 256 if use_fp16 else None
