@@ -138,11 +138,24 @@ def test_batched_views_equal_single_views_and_chunks_do_not_matter(monkeypatch):
     import faceedit_core.render.rasterize as raster
     monkeypatch.setattr(raster, "CHUNK", 7)  # many small candidate groups
     chunked = rasterize(views, faces, (20, 28), cull_backfaces=True)
+    flat = raster._rasterize_torch(views, faces, 20, 28, True)  # one flattened pass, as on CUDA
+    assert torch.equal(flat.face_id, batched.face_id)
+    torch.testing.assert_close(flat.bary, batched.bary)
     for b in range(len(views)):
         single = rasterize(views[b:b + 1], faces, (20, 28), cull_backfaces=True)
         assert torch.equal(single.face_id[0], batched.face_id[b])
         assert torch.equal(chunked.face_id[b], batched.face_id[b])
         torch.testing.assert_close(single.bary[0], batched.bary[b])
+
+
+def test_gradients_flow_through_a_batch_rasterised_image_by_image():
+    clip, faces = random_mesh(6, n_faces=30)
+    views = torch.from_numpy(np.stack([clip, clip * 1.5])).requires_grad_(True)
+    faces = torch.from_numpy(faces)
+    frags = rasterize(views, faces, (16, 16))
+    colour = interpolate(torch.rand(2, views.shape[1], 3), frags, faces)
+    colour.sum().backward()
+    assert views.grad is not None and views.grad[0].abs().sum() > 0 and views.grad[1].abs().sum() > 0
 
 
 def test_large_triangle_rows_are_exact():

@@ -15,6 +15,7 @@ front-facing when it is counter-clockwise in NDC.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -183,6 +184,33 @@ def rasterize(clip_verts: torch.Tensor, faces: torch.Tensor, size: tuple[int, in
         return _rasterize_nvdiffrast(clip_verts, faces, H, W, cull_backfaces)
     if backend != "torch":
         raise InputError(f"unknown rasteriser backend '{backend}' (auto, torch, nvdiffrast)")
+    if clip_verts.shape[0] == 1 or clip_verts.is_cuda:
+        return _rasterize_torch(clip_verts, faces, H, W, cull_backfaces)
+    return _rasterize_images_on_pool(clip_verts, faces, H, W, cull_backfaces)
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _rasterize_images_on_pool(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: int,
+                              cull_backfaces: bool) -> Fragments:
+    """CPU batches: each image on its own, on a pool of torch.get_num_threads() threads.
+
+    torch releases the GIL in its kernels, so the mostly single-threaded index and scatter kernels
+    of several images run on all cores at once; one image's working set also stays in cache, so
+    even one after another B images are cheaper than one flattened pass. Autograd records the
+    ops of each thread as usual.
+    """
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max(1, torch.get_num_threads()), thread_name_prefix="faceedit-raster")
+    frags = list(_POOL.map(lambda b: _rasterize_torch(clip_verts[b:b + 1], faces, H, W, cull_backfaces),
+                           range(clip_verts.shape[0])))
+    return Fragments(*(torch.cat([getattr(f, k) for f in frags]) for k in ("face_id", "bary", "depth")))
+
+
+def _rasterize_torch(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: int, cull_backfaces: bool) -> Fragments:
+    """This project's rasteriser on a batch [B,V,4] as one flattened candidate set."""
     B, V = clip_verts.shape[:2]
     px, py, z = _to_pixels(clip_verts, H, W)  # [B,V]
     w = clip_verts[..., 3]
