@@ -1,11 +1,17 @@
 """EG3D-style volume rendering of Next3D's tri-planes (golden README §5.6).
 
 - `sample_rays(cam2world [N,4,4], intrinsics [N,3,3], resolution)`: one ray per pixel centre.
-- `sample_planes(planes [N,3,C,H,W], points [N,M,3], box_warp)`: bilinear features [N,3,M,C]
-  of the planes sampled at (x, y), (x, z) and (z, y) of 2 * points / box_warp (Next3D's third
-  plane differs from EG3D's (z, x)).
-- `OSGDecoder`: mean of the plane features -> FC 64 -> softplus -> FC 1+C: sigma, features.
-- `march_rays`: EG3D's MipRayMarcher2 (midpoint quadrature, softplus(sigma - 1)).
+- `sample_planes(planes [N,3,C,S,S], points [N,M,3], box_warp)`: the mean [N,M,C] of the
+  bilinear features of the three planes at (x, y), (x, z) and (z, y) of 2 * points / box_warp
+  (Next3D's third plane differs from EG3D's (z, x)); zeros outside, as grid_sample with
+  align_corners=False. The release samples each plane with grid_sample and averages in its
+  decoder; here the 12 taps of a point (3 planes x 4 corners, weights / 3) are one weighted
+  bag of a channels-last table (`F.embedding_bag`), which reads each texel's C features at once.
+- `OSGDecoder`: (mean) plane features -> FC 64 -> softplus -> FC 1+C: sigma, features.
+- `march_rays`: EG3D's MipRayMarcher2 (midpoint quadrature, softplus(sigma - 1)). The
+  midpoint colour sum sum_i w_i (c_i + c_i+1) / 2 is taken as sum_j c_j e_j with each sample's
+  share e_j = (w_j-1 + w_j) / 2 (`sample_shares`), so merged coarse and fine samples are
+  composited where they lie, without sorting their colours.
 - `ImportanceRenderer`: stratified coarse samples, inverse-CDF importance samples, both
   merged and marched. Both random draws can be supplied (`Uniforms`), so a run is
   reproducible and matches recorded vectors; otherwise they are drawn with torch.rand.
@@ -81,20 +87,46 @@ def sample_rays(cam2world: torch.Tensor, intrinsics: torch.Tensor, resolution: i
 
 
 PLANE_AXES = ((0, 1), (0, 2), (2, 1))  # plane 0 at (x, y), plane 1 at (x, z), plane 2 at (z, y)
+_U_AXIS, _V_AXIS = [a for a, _ in PLANE_AXES], [b for _, b in PLANE_AXES]
+
+
+def plane_table(planes: torch.Tensor) -> torch.Tensor:
+    """planes [N,3,C,S,S] -> rows [N*3*S*S, C]: texel (n, k, y, x) at row ((n*3 + k)*S + y)*S + x."""
+    N, P, C, H, W = planes.shape
+    if P != 3 or H != W:
+        raise InputError(f"planes must have shape [N,3,C,S,S], got {list(planes.shape)}")
+    return planes.permute(0, 1, 3, 4, 2).reshape(N * P * H * W, C)
 
 
 def sample_planes(planes: torch.Tensor, points: torch.Tensor, box_warp: float) -> torch.Tensor:
-    """planes [N,3,C,H,W], points [N,M,3] -> features [N,3,M,C] (bilinear, zeros outside)."""
-    N, P, C, H, W = planes.shape
-    coords = (2 / box_warp) * points
-    grid = torch.stack([coords[..., list(ax)] for ax in PLANE_AXES], 1)  # [N,3,M,2]
-    out = F.grid_sample(planes.reshape(N * P, C, H, W), grid.reshape(N * P, 1, -1, 2), mode="bilinear",
-                        padding_mode="zeros", align_corners=False)  # [N*3,C,1,M]
-    return out.permute(0, 3, 2, 1).reshape(N, P, -1, C)
+    """planes [N,3,C,S,S], points [N,M,3] -> mean over the three planes of bilinear features [N,M,C].
+
+    grid_sample's bilinear rule (align_corners=False, zero padding): pixel coordinate
+    p = ((2 points / box_warp + 1) S - 1) / 2, corners floor(p) and floor(p) + 1 weighted
+    floor(p) + 1 - p and p - floor(p), out-of-range corners weigh 0.
+    """
+    N, M, _ = points.shape
+    S = planes.shape[-1]
+    table = plane_table(planes)
+    p = ((2 / box_warp) * points + 1) * (S / 2) - 0.5  # pixel coordinates of x, y, z [N,M,3]
+    i0 = p.floor()
+    w0, w1 = (i0 + 1) - p, p - i0
+    i0 = i0.long()
+    w0 = w0 * ((i0 >= 0) & (i0 < S))
+    w1 = w1 * ((i0 >= -1) & (i0 < S - 1))
+    idx = torch.stack([i0.clamp(0, S - 1), (i0 + 1).clamp(0, S - 1)], -1)  # [N,M,3,2] low/high corner
+    wts = torch.stack([w0, w1], -1)
+    rows = idx[:, :, _V_AXIS, :, None] * S + idx[:, :, _U_AXIS, None, :]  # [N,M,3,2 (v),2 (u)]
+    plane0 = (torch.arange(N, device=points.device)[:, None] * 3 + torch.arange(3, device=points.device)) * (S * S)
+    rows = rows + plane0[:, None, :, None, None]
+    taps = wts[:, :, _V_AXIS, :, None] * wts[:, :, _U_AXIS, None, :] * (1 / 3)
+    feats = F.embedding_bag(rows.reshape(N * M, 12), table, mode="sum", per_sample_weights=taps.reshape(N * M, 12))
+    return feats.view(N, M, -1)
 
 
 class OSGDecoder(nn.Module):
-    """features [N,3,M,C] -> (sigma [N,M,1] raw density, rgb [N,M,out] in (-0.001, 1.001))."""
+    """Mean plane features [N,M,C] (`sample_planes`) -> (sigma [N,M,1] raw density,
+    rgb [N,M,out] in (-0.001, 1.001))."""
 
     def __init__(self, n_features: int = 32, hidden: int = 64, out_features: int = 32, lr_multiplier: float = 1.0):
         super().__init__()
@@ -103,25 +135,43 @@ class OSGDecoder(nn.Module):
                                  FullyConnectedLayer(hidden, 1 + out_features, lr_multiplier=lr_multiplier))
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = features.mean(1)
-        N, M, C = x.shape
-        x = self.net(x.reshape(N * M, C)).view(N, M, -1)
+        N, M, C = features.shape
+        x = self.net(features.reshape(N * M, C)).view(N, M, -1)
         rgb = torch.sigmoid(x[..., 1:]) * (1 + 2 * RGB_PAD) - RGB_PAD
         return x[..., 0:1], rgb
 
 
-def march_rays(colors: torch.Tensor, densities: torch.Tensor, depths: torch.Tensor, white_back: bool = False
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """colors [N,M,D,C], densities / depths [N,M,D,1] -> (composite [N,M,C] in about [-1,1],
-    depth [N,M,1], weights [N,M,D-1,1]). Quadrature at interval midpoints."""
+def interval_weights(densities: torch.Tensor, depths: torch.Tensor) -> torch.Tensor:
+    """densities, depths [N,M,D,1] (depth-sorted) -> weight of each interval [N,M,D-1,1]:
+    alpha = 1 - exp(-softplus(sigma_mid - 1) * delta) times the transmittance before it."""
     deltas = depths[:, :, 1:] - depths[:, :, :-1]
-    colors_mid = (colors[:, :, :-1] + colors[:, :, 1:]) / 2
     densities_mid = (densities[:, :, :-1] + densities[:, :, 1:]) / 2
-    depths_mid = (depths[:, :, :-1] + depths[:, :, 1:]) / 2
     alpha = 1 - torch.exp(-(F.softplus(densities_mid - 1) * deltas))
     shifted = torch.cat([torch.ones_like(alpha[:, :, :1]), 1 - alpha + 1e-10], -2)
-    weights = alpha * torch.cumprod(shifted, -2)[:, :, :-1]
-    composite = torch.sum(weights * colors_mid, -2)
+    return alpha * torch.cumprod(shifted, -2)[:, :, :-1]
+
+
+def sample_shares(weights: torch.Tensor) -> torch.Tensor:
+    """Interval weights [N,M,D-1,1] -> each sample's share of the midpoint rule [N,M,D,1]:
+    sum_i w_i (c_i + c_i+1) / 2 = sum_j c_j (w_j-1 + w_j) / 2."""
+    pad = torch.zeros_like(weights[:, :, :1])
+    return (torch.cat([pad, weights], -2) + torch.cat([weights, pad], -2)) / 2
+
+
+def march_rays(colors: torch.Tensor, densities: torch.Tensor, depths: torch.Tensor, white_back: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """colors [N,M,D,C], densities / depths [N,M,D,1] (depth-sorted) -> (composite [N,M,C] in
+    about [-1,1], depth [N,M,1], weights [N,M,D-1,1]). Quadrature at interval midpoints."""
+    weights = interval_weights(densities, depths)
+    return _composite([colors], [sample_shares(weights)], weights, depths, white_back)
+
+
+def _composite(colors: list[torch.Tensor], shares: list[torch.Tensor], weights: torch.Tensor,
+               depths: torch.Tensor, white_back: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Colour groups [N,M,Dk,C] with their samples' shares [N,M,Dk,1]; interval weights and
+    the sorted depths they belong to -> (composite [N,M,C], depth [N,M,1], weights)."""
+    composite = sum((s.transpose(-1, -2) @ c).squeeze(-2) for c, s in zip(colors, shares))
+    depths_mid = (depths[:, :, :-1] + depths[:, :, 1:]) / 2
     depth = torch.sum(weights * depths_mid, -2) / weights.sum(2)
     depth = torch.clamp(torch.nan_to_num(depth, float("inf")), torch.min(depths), torch.max(depths))
     if white_back:
@@ -176,16 +226,15 @@ class ImportanceRenderer(nn.Module):
         if di == 0:
             rgb, depth, weights = march_rays(colors, densities, depths, settings.white_back)
             return rgb, depth, weights.sum(2)
-        _, _, weights = march_rays(colors, densities, depths, settings.white_back)
         u = _uniforms(uniforms.importance, (N * M, di), origins, "importance")
-        fine = importance_depths(depths, weights, u)
+        fine = importance_depths(depths, interval_weights(densities, depths), u)
         colors_f, densities_f = self.run_model(planes, decoder, origins, dirs, fine, settings)
         all_depths = torch.cat([depths, fine], dim=-2)
-        _, order = torch.sort(all_depths, dim=-2)
-        all_depths = torch.gather(all_depths, -2, order)
-        all_colors = torch.gather(torch.cat([colors, colors_f], -2), -2, order.expand(-1, -1, -1, colors.shape[-1]))
-        all_dens = torch.gather(torch.cat([densities, densities_f], -2), -2, order)
-        rgb, depth, weights = march_rays(all_colors, all_dens, all_depths, settings.white_back)
+        all_depths, order = torch.sort(all_depths, dim=-2)
+        weights = interval_weights(torch.gather(torch.cat([densities, densities_f], -2), -2, order), all_depths)
+        shares = torch.zeros_like(all_depths).scatter(-2, order, sample_shares(weights))  # back to sample order
+        rgb, depth, weights = _composite([colors, colors_f], [shares[:, :, :dc], shares[:, :, dc:]], weights,
+                                         all_depths, settings.white_back)
         return rgb, depth, weights.sum(2)
 
     @staticmethod
