@@ -14,7 +14,7 @@ def _serve(ns) -> int:
     def factory():
         from faceedit_core.edit import Editor
         if ns.models:
-            return Editor.from_models_dir(ns.models, device=ns.device)
+            return Editor.from_models_dir(ns.models, device=ns.device, sr_precision=ns.sr_precision)
         return Editor.preview(device=ns.device)
 
     models = {}
@@ -57,6 +57,7 @@ def _keys(ns) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from faceedit_core.next3d.precision import PRECISIONS
     parser = argparse.ArgumentParser(prog="faceedit-server", description="FaceEdit backend (ZeroMQ + msgpack).")
     sub = parser.add_subparsers(dest="command")
     keys = sub.add_parser("keys", help="generate CURVE key pairs for the server and a client")
@@ -65,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--bind", default="tcp://127.0.0.1:5555", help="address to bind (loopback unless CURVE keys are given)")
         p.add_argument("--models", default=None, help="folder with your own model files (paper tier)")
         p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+        p.add_argument("--sr-precision", default="auto", choices=PRECISIONS,
+                       help="paper tier: Next3D super-resolution precision (auto: float16 on CUDA as released, "
+                            "bfloat16 on CPUs with AMX, else float32; fp32: the official CPU numbers)")
         p.add_argument("--curve-secret", default=None, help="server secret key file (from `faceedit-server keys`)")
         p.add_argument("--curve-clients", default=None, help="folder of allowed client public keys")
         p.add_argument("-v", "--verbose", action="store_true")

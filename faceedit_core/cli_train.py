@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import click
 
+from .next3d.precision import PRECISIONS
+
 
 @click.command()
 @click.option("--prompt", required=True, help="The expression, e.g. 'A person who is smiling'.")
@@ -34,6 +36,9 @@ import click
 @click.option("--no-emotion", is_flag=True, help="Paper tier ablation: no Emotion Mapper.")
 @click.option("--no-cross-attention", is_flag=True, help="Paper tier ablation: no cross-attention.")
 @click.option("--restart", is_flag=True, help="Paper tier: ignore an existing checkpoint and start over.")
+@click.option("--sr-precision", default=None, type=click.Choice(PRECISIONS),
+              help="Paper tier: Next3D super-resolution precision (default auto: float16 on CUDA as released, "
+                   "bfloat16 on CPUs with AMX, else float32).")
 @click.option("--device", default="cpu", type=click.Choice(["cpu", "cuda"]))
 def train(prompt: str, steps: int | None, models_dir: str | None, device: str, **paper) -> None:
     """Train the mapper set for PROMPT and print its mapper id.
@@ -100,7 +105,8 @@ def _train_paper(prompt: str, steps: int | None, models_dir: str, device: str, o
         raise click.UsageError("the paper tier needs --refs DIR_OF_EMOCA_OUTPUTS or --neutral")
     cfg = paper_config(prompt, steps, opts)
     click.echo(f"loading models from {models_dir} ...")
-    models = PaperModels.from_models_dir(models_dir, device, guidance=True)
+    models = PaperModels.from_models_dir(models_dir, device, guidance=True,
+                                         sr_precision=opts.pop("sr_precision") or "auto")
     refs = load_refs(opts["refs"], models.flame.n_shape, models.flame.n_exp) if opts["refs"] else None
     out = Path(opts["out"]) if opts["out"] else Path(models_dir) / "mappers"
     with click.progressbar(length=cfg.steps, label=f"training '{prompt}'", show_eta=True,

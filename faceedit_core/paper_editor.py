@@ -54,13 +54,15 @@ class PaperEditor(Editor):
         self._edited_ws: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     @classmethod
-    def from_models_dir(cls, path: str | os.PathLike, device: str = "cpu", **kwargs) -> "PaperEditor":
+    def from_models_dir(cls, path: str | os.PathLike, device: str = "cpu", sr_precision: str = "auto",
+                        **kwargs) -> "PaperEditor":
         """FLAME + landmarks + Next3D from DIR (MissingModelError naming each missing file)."""
         path = Path(path).expanduser()
         if not path.is_dir():
             raise InputError(f"model folder {path} does not exist (it holds flame/, next3d/, clip/, arcface/, mappers/)")
         require(ModelsDir(path), EDIT_SLOTS)
-        return cls(PaperModels.from_models_dir(path, device), path / "mappers", device, models_dir=path, **kwargs)
+        models = PaperModels.from_models_dir(path, device, sr_precision=sr_precision)
+        return cls(models, path / "mappers", device, models_dir=path, **kwargs)
 
     # ------------------------------------------------------------------ mapper sets
     def mapper_sets(self) -> dict[str, Path]:

@@ -47,13 +47,16 @@ class PaperModels:
     hashes: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_models_dir(cls, path: str | os.PathLike, device: str = "cpu", guidance: bool = False) -> "PaperModels":
-        """Load FLAME and Next3D (and CLIP + ArcFace when `guidance`) from a model folder."""
+    def from_models_dir(cls, path: str | os.PathLike, device: str = "cpu", guidance: bool = False,
+                        sr_precision: str = "auto") -> "PaperModels":
+        """Load FLAME and Next3D (and CLIP + ArcFace when `guidance`) from a model folder;
+        `sr_precision` of Next3D's super-resolution (next3d.layers.reduced_dtype)."""
         from .next3d.generator import Next3DGenerator
         md = ModelsDir(path)
         files = require(md, TRAIN_SLOTS if guidance else EDIT_SLOTS)
         flame = FlameLayer.from_files(files["flame"], files["landmarks"]).to(device)
         generator = Next3DGenerator.from_checkpoint(files["next3d"]).to(device).eval()
+        generator.superresolution.precision = sr_precision
         models = cls(flame, generator, hashes={k: sha256_file(p) for k, p in files.items()})
         if guidance:
             models.load_guidance(md, device)

@@ -48,6 +48,7 @@ def golden_nets(golden_next3d_dir):
     for prefix, net in nets.items():
         net.load_state_dict(sub_state_dict(sd, prefix), strict=True)
         net.eval()
+    nets["superresolution"].precision = "fp32"  # the official CPU numbers
     return nets
 
 
@@ -270,10 +271,48 @@ def test_superresolution_fp16_blocks_on_cuda_track_float32():
     sr = SuperresolutionHybrid8XDC(32).eval()
     rgb, x, ws = torch.randn(1, 3, 64, 64), torch.randn(1, 32, 64, 64), torch.randn(1, 14, 512)
     with torch.no_grad():
+        sr.precision = "fp32"
         ref = sr(rgb, x, ws)
+        sr.precision = "auto"  # float16 on CUDA, as released
         cuda = sr.cuda()(rgb.cuda(), x.cuda(), ws.cuda()).cpu()
     assert cuda.dtype == torch.float32
     assert (cuda - ref).abs().max() < 2e-2 * ref.abs().max()
+
+
+@torch.no_grad()
+def test_superresolution_bf16_blocks_track_the_golden_float32_image(golden_nets, golden_next3d_dir):
+    """The CPU's reduced precision ("auto" on CPUs with AMX): the image stays float32 and within
+    a few percent of the official float32 one at its worst pixel (measured: 2.0 % max, 0.41 %
+    mean of the peak; float16, the release's CUDA path, gives 0.25 % and 0.05 %)."""
+    stage = load_stage(golden_next3d_dir, "07")
+    sr = golden_nets["superresolution"]
+    sr.precision = "bf16"
+    try:
+        image = sr(stage["rgb"], stage["x"], stage["ws"])
+    finally:
+        sr.precision = "fp32"
+    assert image.dtype == torch.float32
+    idx = stage["index_512"]
+    diff = (image[..., idx][..., idx, :] - stage["image.sub"]).abs() / stage.max_abs("image")
+    assert 1e-4 < diff.max() < 0.04 and diff.mean() < 0.008  # bf16 really ran, and stays close
+
+
+def test_reduced_precision_policy(monkeypatch):
+    from faceedit_core.next3d import precision
+    assert precision.reduced_dtype("auto", torch.device("cuda")) == torch.float16  # as released
+    monkeypatch.setattr(precision, "cpu_has_amx", lambda: True)
+    assert precision.reduced_dtype("auto", torch.device("cpu")) == torch.bfloat16
+    monkeypatch.setattr(precision, "cpu_has_amx", lambda: False)
+    assert precision.reduced_dtype("auto", torch.device("cpu")) == torch.float32
+    assert precision.reduced_dtype("fp32", torch.device("cuda")) == torch.float32
+    assert precision.reduced_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+    with pytest.raises(InputError, match="'fp64' is not one of"):
+        precision.reduced_dtype("fp64", torch.device("cpu"))
+    sr = SuperresolutionHybrid8XDC(8, 64, block_channels=(8, 4))
+    sr.precision = "fp16"
+    assert sr.block0.precision == sr.block1.precision == "fp16"
+    with pytest.raises(InputError, match="super-resolution precision 'half'"):
+        sr.precision = "half"
 
 
 # ---------------------------------------------------------------- behaviour

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..errors import InputError
 from .ops import ACTIVATION_GAIN, bias_act, conv2d_resample, setup_filter, upsample2d
+from .precision import reduced_dtype
 
 NOISE_MODES = ("random", "const", "none")
 
@@ -52,7 +53,7 @@ class FullyConnectedLayer(nn.Module):
                 b = b * self.bias_gain
         if self.activation == "linear" and b is not None:
             return torch.addmm(b.unsqueeze(0), x, w.t())
-        return bias_act(x.matmul(w.t()), b, act=self.activation)
+        return bias_act(x.matmul(w.t()), b, act=self.activation, reuse_x=True)
 
 
 class Conv2dLayer(nn.Module):
@@ -73,7 +74,7 @@ class Conv2dLayer(nn.Module):
         b = self.bias.to(x.dtype) if self.bias is not None else None
         x = conv2d_resample(x, w, self.resample_filter, up=self.up, down=self.down,
                             padding=self.padding, flip_weight=(self.up == 1))
-        return bias_act(x, b, act=self.activation, gain=ACTIVATION_GAIN[self.activation] * gain)
+        return bias_act(x, b, act=self.activation, gain=ACTIVATION_GAIN[self.activation] * gain, reuse_x=True)
 
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
@@ -109,11 +110,13 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         return x + noise.to(x.dtype) if noise is not None else x
     if demodulate:
         w = w * dcoefs.reshape(n, -1, 1, 1, 1)
-    x = x.reshape(1, -1, *x.shape[2:])
     w = w.reshape(-1, in_ch, kh, kw)
+    if n > 1:  # batch 1 skips the reshapes: they would drop a channels-last layout (size-1 strides)
+        x = x.reshape(1, -1, *x.shape[2:])
     x = conv2d_resample(x, w.to(x.dtype), resample_filter, up=up, padding=padding, groups=n,
                         flip_weight=flip_weight)
-    x = x.reshape(n, -1, *x.shape[2:])
+    if n > 1:
+        x = x.reshape(n, -1, *x.shape[2:])
     return x + noise.to(x.dtype) if noise is not None else x
 
 
@@ -150,7 +153,7 @@ class SynthesisLayer(nn.Module):
                              fused_modconv=fused_modconv)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act(x, self.bias.to(x.dtype), act="lrelu", gain=ACTIVATION_GAIN["lrelu"] * gain,
-                        clamp=clamp)
+                        clamp=clamp, reuse_x=True)
 
 
 class ToRGBLayer(nn.Module):
@@ -168,7 +171,7 @@ class ToRGBLayer(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: bool = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused_modconv=fused_modconv)
-        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
+        return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp, reuse_x=True)
 
 
 class SynthesisBlock(nn.Module):
@@ -177,7 +180,8 @@ class SynthesisBlock(nn.Module):
     `forward(x [N,I,r/2,r/2] | None, img [N,C,r/2,r/2] | None, ws [N,num_conv+num_torgb,w_dim])
     -> (x [N,O,r,r], img [N,C,r,r] float32)`. The first block (`in_channels == 0`) starts from
     the learned `const`. Every block has a ToRGB ('skip' architecture). With `use_fp16` the block
-    runs in float16 on CUDA (never on CPU).
+    runs in `reduced_dtype(self.precision, device)`: float16 on CUDA as released, bfloat16 on
+    CPUs with AMX (set `precision = "fp32"` for the official CPU numbers); the RGB skip stays float32.
     """
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int,
@@ -186,6 +190,7 @@ class SynthesisBlock(nn.Module):
         super().__init__()
         self.in_channels, self.resolution, self.use_fp16 = in_channels, resolution, use_fp16
         self.fused_modconv_default = fused_modconv_default
+        self.precision = "auto"  # of a use_fp16 block: see reduced_dtype
         self.register_buffer("resample_filter", setup_filter())
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
@@ -203,7 +208,7 @@ class SynthesisBlock(nn.Module):
         if ws.shape[1] != self.num_conv + self.num_torgb:
             raise InputError(f"block b{self.resolution}: ws has {ws.shape[1]} rows, "
                              f"needs {self.num_conv + self.num_torgb}")
-        dtype = torch.float16 if self.use_fp16 and ws.device.type == "cuda" else torch.float32
+        dtype = reduced_dtype(self.precision, ws.device) if self.use_fp16 else torch.float32
         fused = resolve_fused(self.fused_modconv_default if fused_modconv is None else fused_modconv,
                               self.training)
         w_rows = ws.unbind(dim=1)

@@ -29,20 +29,23 @@ def setup_filter(taps: list[float] | tuple[float, ...] = (1, 3, 3, 1)) -> torch.
 
 
 def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, act: str = "linear",
-             gain: float | None = None, clamp: float | None = None) -> torch.Tensor:
+             gain: float | None = None, clamp: float | None = None, reuse_x: bool = False) -> torch.Tensor:
     """Add bias `b [C]` along dim 1, apply `act`, scale by `gain`, clamp to +-`clamp`.
 
     `x [N,C,...]`; `gain` defaults to the activation's natural gain (sqrt 2 for lrelu).
+    `reuse_x`: the caller hands over a fresh tensor (a layer's own convolution output) that
+    may be overwritten outside autograd, so even the bias is added in place.
     """
     if act not in ACTIVATION_GAIN:
         raise InputError(f"activation {act!r} is not one of {sorted(ACTIVATION_GAIN)}")
-    if b is None:
-        x = x.clone() if act != "linear" or gain not in (None, 1) or clamp is not None else x
-    else:
-        x = x + b.reshape([-1 if i == 1 else 1 for i in range(x.ndim)])
-    # x is now a fresh tensor: outside autograd the remaining steps run in place (same values,
-    # a third of the memory traffic); under autograd they must not overwrite saved results.
+    # Outside autograd the steps run in place on a fresh tensor (same values, a third of the
+    # memory traffic and no new allocation); under autograd they must not overwrite saved results.
     inplace = not (torch.is_grad_enabled() and x.requires_grad)
+    if b is None:
+        x = x.clone() if (act != "linear" or gain not in (None, 1) or clamp is not None) and not reuse_x else x
+    else:
+        b = b.reshape([-1 if i == 1 else 1 for i in range(x.ndim)])
+        x = x.add_(b) if inplace and reuse_x else x + b
     if act == "lrelu":
         x = F.leaky_relu_(x, LRELU_SLOPE) if inplace else F.leaky_relu(x, LRELU_SLOPE)
     gain = float(ACTIVATION_GAIN[act] if gain is None else gain)
@@ -66,10 +69,13 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: int = 1, down: int = 1,
         x = F.pad(x, [0, up - 1, 0, 0, 0, up - 1])
         x = x.reshape(n, c, h * up, w * up)
     px0, px1, py0, py1 = padding
-    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
-    kernel = (f * (gain ** (f.ndim / 2))).to(x.dtype).flip([0, 1])
-    x = F.conv2d(x, kernel[None, None].repeat(c, 1, 1, 1), groups=c)
+    kernel = (f * (gain ** (f.ndim / 2))).to(x.dtype).flip([0, 1])[None, None].repeat(c, 1, 1, 1)
+    if px0 == px1 >= 0 and py0 == py1 >= 0:  # the convolution pads by itself (no padded copy)
+        x = F.conv2d(x, kernel, padding=[py0, px0], groups=c)
+    else:
+        x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+        x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
+        x = F.conv2d(x, kernel, groups=c)
     return x[:, :, ::down, ::down]
 
 
