@@ -116,10 +116,11 @@ def sample_planes(planes: torch.Tensor, points: torch.Tensor, box_warp: float) -
     w1 = w1 * ((i0 >= -1) & (i0 < S - 1))
     idx = torch.stack([i0.clamp(0, S - 1), (i0 + 1).clamp(0, S - 1)], -1)  # [N,M,3,2] low/high corner
     wts = torch.stack([w0, w1], -1)
-    rows = idx[:, :, _V_AXIS, :, None] * S + idx[:, :, _U_AXIS, None, :]  # [N,M,3,2 (v),2 (u)]
+    u_axis, v_axis = (torch.tensor(a, device=points.device) for a in (_U_AXIS, _V_AXIS))
     plane0 = (torch.arange(N, device=points.device)[:, None] * 3 + torch.arange(3, device=points.device)) * (S * S)
-    rows = rows + plane0[:, None, :, None, None]
-    taps = wts[:, :, _V_AXIS, :, None] * wts[:, :, _U_AXIS, None, :] * (1 / 3)
+    rows_v = idx.index_select(2, v_axis).mul_(S).add_(plane0[:, None, :, None])  # [N,M,3 planes,2]
+    rows = rows_v.unsqueeze(-1) + idx.index_select(2, u_axis).unsqueeze(-2)  # [N,M,3,2 (v),2 (u)]
+    taps = wts.index_select(2, v_axis).unsqueeze(-1) * wts.index_select(2, u_axis).unsqueeze(-2) / 3
     feats = F.embedding_bag(rows.reshape(N * M, 12), table, mode="sum", per_sample_weights=taps.reshape(N * M, 12))
     return feats.view(N, M, -1)
 
