@@ -2,10 +2,12 @@
 8-view turntable that computes the tri-planes once, measured side by side in one run.
 
     .venv/bin/python benchmarks/bench_next3d.py [--threads 2] [--views 8] [--repeats 2]
+                                                [--sr-precision auto fp32]
 
 The head is the demo head (FLAME layout with UVs, neutral, global pose zeroed). Prints the
 view-independent part (planes), the per-view part (volume rendering at 64^2 with 48 + 48
-samples, and the 8x super-resolution), one full view, the turntable and their ratio.
+samples, and the 8x super-resolution), one full view, the turntable and their ratio, for each
+super-resolution precision in turn ("auto" is bfloat16 on CPUs with AMX, else float32).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fmt, timeit  # noqa: E402
 from faceedit_core.assets import load_demo_flame  # noqa: E402
 from faceedit_core.next3d.generator import Next3DGenerator, flame_inputs  # noqa: E402
+from faceedit_core.next3d.precision import PRECISIONS, reduced_dtype  # noqa: E402
 from faceedit_core.next3d.topology import Next3DTopology  # noqa: E402
 from faceedit_core.params import FlameParams  # noqa: E402
 from faceedit_core.render.cameras import orbit  # noqa: E402
@@ -34,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--views", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--config", default="full")
+    ap.add_argument("--sr-precision", nargs="+", default=["auto", "fp32"], choices=PRECISIONS)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     layer = load_demo_flame()
@@ -51,12 +55,22 @@ def main(argv: list[str] | None = None) -> None:
           f"(built in {build_s:.1f} s), threads {torch.get_num_threads()}, torch {torch.__version__}, "
           f"load average {os.getloadavg()[0]:.2f}")
 
+    for precision in args.sr_precision:
+        g.superresolution.precision = precision
+        dtype = reduced_dtype(precision, ws.device)
+        print(f"--- super-resolution precision {precision} ({str(dtype).replace('torch.', '')})")
+        _measure(g, ws, verts, planes, front, cams, args)
+
+
+def _measure(g, ws, verts, planes, front, cams, args) -> None:
     def no_grad(fn):
         def run():
             with torch.no_grad():
                 fn()
         return run
 
+    with torch.no_grad():  # first use of this precision: oneDNN builds its kernels
+        g.render_view(planes, ws, front)
     r = args.repeats
     parts = {
         "planes (texture, static, raster, mouth, blending)": no_grad(lambda: g.planes(ws, verts)),

@@ -3,8 +3,8 @@
     .venv/bin/python benchmarks/bench_next3d_nets.py [--device cpu|cuda] [--threads 2] [--repeats 3]
 
 Prints one line per network: the four view-independent ones (texture, static tri-plane, mouth
-and blending StyleUNets) and the per-view super-resolution. On CUDA the super-resolution
-blocks run in float16, as the release does (TF32 off).
+and blending StyleUNets) and the per-view super-resolution, in its default precision ("auto":
+float16 on CUDA as released (TF32 off), bfloat16 on CPUs with AMX) and in float32.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fmt, timeit  # noqa: E402
+from faceedit_core.next3d.precision import reduced_dtype  # noqa: E402
 from faceedit_core.next3d.stylegan2 import StyleGAN2Backbone  # noqa: E402
 from faceedit_core.next3d.styleunet import StyleUNet  # noqa: E402
 from faceedit_core.next3d.superres import SuperresolutionHybrid8XDC  # noqa: E402
@@ -45,12 +46,14 @@ def main() -> None:
                                             lambda m: m(torch.randn(1, 32, 64, 64, device=dev), ws)),
         "blending StyleUNet (256^2 -> 256^2)": (StyleUNet(512, 25, 512, 256, 32, 32, 256, 32, 256, **FULL),
                                                 lambda m: m(torch.randn(1, 32, 256, 256, device=dev), ws)),
-        "super-resolution (64^2 -> 512^2), per view": (SuperresolutionHybrid8XDC(32),
-                                                       lambda m: m(torch.randn(1, 3, 64, 64, device=dev),
-                                                                   torch.randn(1, 32, 64, 64, device=dev), ws)),
     }
+    for precision in ("auto", "fp32"):
+        sr = SuperresolutionHybrid8XDC(32)
+        sr.precision = precision
+        dtype = str(reduced_dtype(precision, dev)).replace("torch.", "")
+        nets[f"super-resolution (64^2 -> 512^2), {dtype}"] = (sr, lambda m: m(
+            torch.randn(1, 3, 64, 64, device=dev), torch.randn(1, 32, 64, 64, device=dev), ws))
     print(f"device {dev}, threads {torch.get_num_threads()}, torch {torch.__version__}")
-    total = 0.0
     for name, (net, call) in nets.items():
         net = net.to(dev).eval()
 
@@ -61,10 +64,8 @@ def main() -> None:
                 torch.cuda.synchronize()
 
         r = timeit(run, repeats=args.repeats)
-        total += r["median_ms"]
         print(f"{name:46s} {fmt(r)}")
         del net
-    print(f"{'sum':46s} {total:8.1f} ms")
 
 
 if __name__ == "__main__":
