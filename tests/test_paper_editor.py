@@ -121,13 +121,17 @@ def test_server_serves_the_paper_tier(models_dir, editor, monkeypatch):
         server.stop()
     started = []  # `faceedit-server --models DIR` up to the socket loop, which is replaced here
     monkeypatch.setattr(Server, "serve_forever", lambda self, *a, **k: started.append(self))
-    assert main(["--models", str(models_dir)]) == 0
+    assert main(["--models", str(models_dir), "--sr-precision", "fp32"]) == 0
+    with pytest.raises(SystemExit):  # argparse names the choices
+        main(["--models", str(models_dir), "--sr-precision", "fp64"])
     broken = models_dir.parent / "broken_models"
     (broken / "flame").mkdir(parents=True, exist_ok=True)
     assert main(["--models", str(broken)]) == 2   # refuses to start, naming what is missing
     served, = started   # what hello reports as models present, and the Editor the server builds
     assert served.models["mappers"] == ["frown", "smile"] and served.models["next3d"].endswith(".safetensors")
-    assert served.editor_factory().tier == "paper"
+    built = served.editor_factory()
+    assert built.tier == "paper" and built.generator.superresolution.precision == "fp32"
+    assert editor.generator.superresolution.precision == "auto"  # the default
 
 
 def test_cli_trains_a_paper_tier_set_from_a_models_dir(models_dir, tmp_path):
