@@ -158,6 +158,17 @@ def test_gradients_flow_through_a_batch_rasterised_image_by_image():
     assert views.grad is not None and views.grad[0].abs().sum() > 0 and views.grad[1].abs().sum() > 0
 
 
+def test_the_batch_pool_runs_one_intra_op_thread_per_worker_and_leaves_the_caller_alone():
+    """Workers with OpenMP teams of their own would oversubscribe the cores for the whole process."""
+    import faceedit_core.render.rasterize as raster
+    clip, faces = random_mesh(7, n_faces=20)
+    before = torch.get_num_threads()
+    rasterize(torch.from_numpy(np.stack([clip, clip * 1.2])), torch.from_numpy(faces), (12, 12))
+    assert raster._POOL is not None
+    assert set(raster._POOL.map(lambda _: torch.get_num_threads(), range(8))) == {1}
+    assert torch.get_num_threads() == before
+
+
 def test_large_triangle_rows_are_exact():
     # a thin sliver and a large triangle: every covered pixel centre, and no other, per the brute force
     clip = np.array([[-1.0, 0.93, 0.3, 1], [1.0, 0.97, 0.3, 1], [0.2, 0.91, 0.3, 1],

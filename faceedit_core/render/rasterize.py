@@ -199,11 +199,15 @@ def _rasterize_images_on_pool(clip_verts: torch.Tensor, faces: torch.Tensor, H: 
     torch releases the GIL in its kernels, so the mostly single-threaded index and scatter kernels
     of several images run on all cores at once; one image's working set also stays in cache, so
     even one after another B images are cheaper than one flattened pass. Autograd records the
-    ops of each thread as usual.
+    ops of each thread as usual. The workers run torch with one intra-op thread: a worker that
+    opened OpenMP teams of its own would leave more OpenMP threads than cores in the process,
+    and libgomp then stops spin-waiting, which made every later parallel op of the process
+    (single views included) 2x slower.
     """
     global _POOL
     if _POOL is None:
-        _POOL = ThreadPoolExecutor(max(1, torch.get_num_threads()), thread_name_prefix="faceedit-raster")
+        _POOL = ThreadPoolExecutor(max(1, torch.get_num_threads()), thread_name_prefix="faceedit-raster",
+                                   initializer=torch.set_num_threads, initargs=(1,))
     frags = list(_POOL.map(lambda b: _rasterize_torch(clip_verts[b:b + 1], faces, H, W, cull_backfaces),
                            range(clip_verts.shape[0])))
     return Fragments(*(torch.cat([getattr(f, k) for f in frags]) for k in ("face_id", "bary", "depth")))
