@@ -281,7 +281,7 @@ def test_superresolution_fp16_blocks_on_cuda_track_float32():
 
 @torch.no_grad()
 def test_superresolution_bf16_blocks_track_the_golden_float32_image(golden_nets, golden_next3d_dir):
-    """The CPU's reduced precision ("auto" on CPUs with AMX): the image stays float32 and within
+    """The CPU fast path (precision "bf16"): the image stays float32 and within
     a few percent of the official float32 one at its worst pixel (measured: 2.0 % max, 0.41 %
     mean of the peak; float16, the release's CUDA path, gives 0.25 % and 0.05 %)."""
     stage = load_stage(golden_next3d_dir, "07")
@@ -297,12 +297,9 @@ def test_superresolution_bf16_blocks_track_the_golden_float32_image(golden_nets,
     assert 1e-4 < diff.max() < 0.04 and diff.mean() < 0.008  # bf16 really ran, and stays close
 
 
-def test_reduced_precision_policy(monkeypatch):
+def test_reduced_precision_policy():
     from faceedit_core.next3d import precision
     assert precision.reduced_dtype("auto", torch.device("cuda")) == torch.float16  # as released
-    monkeypatch.setattr(precision, "cpu_has_amx", lambda: True)
-    assert precision.reduced_dtype("auto", torch.device("cpu")) == torch.bfloat16
-    monkeypatch.setattr(precision, "cpu_has_amx", lambda: False)
     assert precision.reduced_dtype("auto", torch.device("cpu")) == torch.float32
     assert precision.reduced_dtype("fp32", torch.device("cuda")) == torch.float32
     assert precision.reduced_dtype("bf16", torch.device("cpu")) == torch.bfloat16

@@ -121,7 +121,7 @@ def test_server_serves_the_paper_tier(models_dir, editor, monkeypatch):
         server.stop()
     started = []  # `faceedit-server --models DIR` up to the socket loop, which is replaced here
     monkeypatch.setattr(Server, "serve_forever", lambda self, *a, **k: started.append(self))
-    assert main(["--models", str(models_dir), "--sr-precision", "fp32"]) == 0
+    assert main(["--models", str(models_dir), "--sr-precision", "bf16"]) == 0
     with pytest.raises(SystemExit):  # argparse names the choices
         main(["--models", str(models_dir), "--sr-precision", "fp64"])
     broken = models_dir.parent / "broken_models"
@@ -130,7 +130,7 @@ def test_server_serves_the_paper_tier(models_dir, editor, monkeypatch):
     served, = started   # what hello reports as models present, and the Editor the server builds
     assert served.models["mappers"] == ["frown", "smile"] and served.models["next3d"].endswith(".safetensors")
     built = served.editor_factory()
-    assert built.tier == "paper" and built.generator.superresolution.precision == "fp32"
+    assert built.tier == "paper" and built.generator.superresolution.precision == "bf16"
     assert editor.generator.superresolution.precision == "auto"  # the default
 
 

@@ -180,8 +180,9 @@ class SynthesisBlock(nn.Module):
     `forward(x [N,I,r/2,r/2] | None, img [N,C,r/2,r/2] | None, ws [N,num_conv+num_torgb,w_dim])
     -> (x [N,O,r,r], img [N,C,r,r] float32)`. The first block (`in_channels == 0`) starts from
     the learned `const`. Every block has a ToRGB ('skip' architecture). With `use_fp16` the block
-    runs in `reduced_dtype(self.precision, device)`: float16 on CUDA as released, bfloat16 on
-    CPUs with AMX (set `precision = "fp32"` for the official CPU numbers); the RGB skip stays float32.
+    runs in `reduced_dtype(self.precision, device)`: float16 on CUDA and float32 elsewhere, as
+    released ("auto"), or the type `precision` forces ("bf16": the CPU fast path); the RGB skip
+    stays float32.
     """
 
     def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int,

@@ -4,8 +4,8 @@
 release): both inputs are resized to (O/4)^2 (bilinear, antialiased), then two StyleGAN2 blocks
 (C -> 256 channels at (O/2)^2, 256 -> 128 at O^2) add detail; the RGB skip path carries
 `rgb`. Only the last w row is used (3 times per block). With `sr_num_fp16_res > 0` the blocks
-clamp at +-256 and run in reduced precision: `precision` "auto" is float16 on CUDA (the release)
-and bfloat16 on CPUs with AMX; "fp32" gives the official CPU numbers (precision.py).
+clamp at +-256 and run in float16 on CUDA, float32 elsewhere, as released (`precision` "auto");
+"bf16" is the CPU fast path (precision.py).
 """
 
 from __future__ import annotations
