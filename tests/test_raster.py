@@ -169,6 +169,24 @@ def test_the_batch_pool_runs_one_intra_op_thread_per_worker_and_leaves_the_calle
     assert torch.get_num_threads() == before
 
 
+def test_interpolation_reads_each_images_own_attributes_and_leaves_background_zero():
+    clip, faces = random_mesh(8, n_faces=30)
+    views = torch.from_numpy(np.stack([clip, clip]))
+    faces = torch.from_numpy(faces)
+    frags = rasterize(views, faces, (18, 22))
+    attrs = torch.rand(views.shape[1], 4) + 0.5
+    out = interpolate(torch.stack([attrs, 2 * attrs]), frags, faces)
+    shared = interpolate(attrs, frags, faces)
+    assert frags.mask.any() and (~frags.mask).any()
+    assert (out[~frags.mask] == 0).all() and (out[frags.mask] > 0).all()
+    torch.testing.assert_close(out[0], shared[0])
+    torch.testing.assert_close(out[1], 2 * shared[1])
+    # a covered pixel is the barycentric blend of its face's corners
+    b, y, x = frags.mask.nonzero()[0].tolist()
+    corners = attrs[faces[frags.face_id[b, y, x]]]
+    torch.testing.assert_close(shared[b, y, x], (frags.bary[b, y, x, :, None] * corners).sum(0))
+
+
 def test_large_triangle_rows_are_exact():
     # a thin sliver and a large triangle: every covered pixel centre, and no other, per the brute force
     clip = np.array([[-1.0, 0.93, 0.3, 1], [1.0, 0.97, 0.3, 1], [0.2, 0.91, 0.3, 1],

@@ -237,16 +237,22 @@ def _rasterize_torch(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: i
 
 
 def interpolate(attrs: torch.Tensor, frags: Fragments, faces: torch.Tensor) -> torch.Tensor:
-    """attrs [B,V,C] or [V,C] per vertex of `faces` [F,3] -> [B,H,W,C] (0 on background)."""
+    """attrs [B,V,C] or [V,C] per vertex of `faces` [F,3] -> [B,H,W,C] (0 on background).
+
+    Only covered pixels are interpolated (a head covers a third of its frame or less); the
+    result is differentiable with respect to attrs and the barycentrics."""
     B, H, W = frags.face_id.shape
-    if attrs.dim() == 2:
-        attrs = attrs[None].expand(B, -1, -1)
-    fid = frags.face_id.clamp(min=0).view(B, -1)
-    corners = faces.long().to(attrs.device)[fid]  # [B,HW,3]
-    vals = torch.gather(attrs, 1, corners.view(B, -1, 1).expand(-1, -1, attrs.shape[-1]))
-    vals = vals.view(B, H * W, 3, -1)
-    out = (vals * frags.bary.view(B, H * W, 3, 1)).sum(2)
-    return (out * frags.mask.view(B, -1, 1)).view(B, H, W, -1)
+    C = attrs.shape[-1]
+    fid = frags.face_id.reshape(-1)
+    hit = (fid >= 0).nonzero().squeeze(1)  # [P] flat pixels of all images
+    corners = faces.long().to(attrs.device).index_select(0, fid.index_select(0, hit))  # [P,3]
+    if attrs.dim() == 3:  # rows of the flattened [B*V,C]
+        corners = corners + (hit // (H * W) * attrs.shape[1])[:, None]
+        attrs = attrs.reshape(-1, C)
+    vals = attrs.index_select(0, corners.reshape(-1)).view(-1, 3, C)
+    bary = frags.bary.reshape(-1, 3).index_select(0, hit)
+    out = (vals * bary[..., None]).sum(1)  # [P,C]
+    return attrs.new_zeros(B * H * W, C).index_copy(0, hit, out).view(B, H, W, C)
 
 
 def _nvdiffrast():
