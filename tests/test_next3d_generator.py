@@ -108,11 +108,18 @@ def test_a_batch_of_heads_gives_each_head_its_own_planes(tiny, layer, head):
     assert (both[0] - both[1]).abs().max() > 0.1 * scale
 
 
-def test_generator_is_differentiable_with_respect_to_ws_and_vertices(tiny, head):
+@pytest.mark.parametrize("precision", ["auto", "bf16"])
+def test_generator_is_differentiable_with_respect_to_ws_and_vertices(tiny, head, precision):
+    """Also with the bfloat16 super-resolution (`faceedit train --sr-precision bf16`)."""
     ws, verts = head
     ws = ws.clone().requires_grad_(True)
     verts = verts.clone().requires_grad_(True)
-    out = tiny.synthesis(ws, orbit([10], [0]).eg3d_c(), verts, uniforms=draws(1, tiny))
+    tiny.superresolution.precision = precision
+    try:
+        out = tiny.synthesis(ws, orbit([10], [0]).eg3d_c(), verts, uniforms=draws(1, tiny))
+    finally:
+        tiny.superresolution.precision = "auto"
+    assert out["image"].dtype == torch.float32
     (out["image"].square().mean() + out["image_raw"].mean()).backward()
     assert torch.isfinite(ws.grad).all() and ws.grad[:, :14].abs().sum() > 0 and ws.grad[:, 14:].abs().sum() > 0
     assert torch.isfinite(verts.grad).all() and verts.grad.abs().sum() > 0
