@@ -229,6 +229,16 @@ def test_bias_act_is_differentiable_under_autograd():
     expect = torch.where(x.detach() > 0, 1.0, 0.2) * math.sqrt(2)
     torch.testing.assert_close(x.grad, expect)
     assert b.grad.shape == (3,)
+    # a fresh x handed over (reuse_x) is overwritten only outside autograd; with a trainable bias
+    # and a constant x the steps must still run out of place, or the backward pass breaks
+    fresh = torch.randn(2, 3, 4, 4)
+    out = bias_act(fresh, b, act="lrelu", gain=2.0, reuse_x=True)
+    out.sum().backward()
+    assert not torch.equal(out, fresh) and b.grad.abs().sum() > 0
+    with torch.no_grad():
+        kept = fresh.clone()
+        out = bias_act(fresh, b, act="lrelu", reuse_x=True)
+    assert out.data_ptr() == fresh.data_ptr() and not torch.equal(fresh, kept)  # in place, as promised
 
 
 @pytest.mark.parametrize("up", [1, 2])

@@ -40,7 +40,7 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, act: str = "linear"
         raise InputError(f"activation {act!r} is not one of {sorted(ACTIVATION_GAIN)}")
     # Outside autograd the steps run in place on a fresh tensor (same values, a third of the
     # memory traffic and no new allocation); under autograd they must not overwrite saved results.
-    inplace = not (torch.is_grad_enabled() and x.requires_grad)
+    inplace = not (torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad)))
     if b is None:
         x = x.clone() if (act != "linear" or gain not in (None, 1) or clamp is not None) and not reuse_x else x
     else:
