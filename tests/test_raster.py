@@ -1,6 +1,7 @@
 """The PyTorch rasteriser against a brute-force per-pixel z-buffer and analytic cases."""
 
 import math
+import threading
 
 import numpy as np
 import pytest
@@ -167,6 +168,11 @@ def test_the_batch_pool_runs_one_intra_op_thread_per_worker_and_leaves_the_calle
     assert raster._POOL is not None
     assert set(raster._POOL.map(lambda _: torch.get_num_threads(), range(8))) == {1}
     assert torch.get_num_threads() == before
+    later = []  # a thread started afterwards (a server job, say) still gets the caller's count
+    thread = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+    thread.start()
+    thread.join()
+    assert later == [before]
 
 
 def test_interpolation_reads_each_images_own_attributes_and_leaves_background_zero():

@@ -15,6 +15,7 @@ front-facing when it is counter-clockwise in NDC.
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -206,11 +207,24 @@ def _rasterize_images_on_pool(clip_verts: torch.Tensor, faces: torch.Tensor, H: 
     """
     global _POOL
     if _POOL is None:
-        _POOL = ThreadPoolExecutor(max(1, torch.get_num_threads()), thread_name_prefix="faceedit-raster",
-                                   initializer=torch.set_num_threads, initargs=(1,))
+        threads = torch.get_num_threads()
+        _POOL = ThreadPoolExecutor(max(1, threads), thread_name_prefix="faceedit-raster",
+                                   initializer=_one_intra_op_thread, initargs=(threads,))
     frags = list(_POOL.map(lambda b: _rasterize_torch(clip_verts[b:b + 1], faces, H, W, cull_backfaces),
                            range(clip_verts.shape[0])))
     return Fragments(*(torch.cat([getattr(f, k) for f in frags]) for k in ("face_id", "bary", "depth")))
+
+
+def _one_intra_op_thread(threads: int) -> None:
+    """Pool worker initializer: torch ops of this thread use one intra-op thread. torch sets up a
+    thread's count on its first use from one process-wide default, which set_num_threads also
+    changes: so this thread is set up first, then set to 1, and a short-lived helper thread puts
+    the default back to `threads` for every thread that starts later."""
+    torch.get_num_threads()  # this thread's first use: set up from the default now, not later
+    torch.set_num_threads(1)
+    helper = threading.Thread(target=torch.set_num_threads, args=(threads,))
+    helper.start()
+    helper.join()
 
 
 def _rasterize_torch(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: int, cull_backfaces: bool) -> Fragments:
