@@ -13,15 +13,18 @@ smaller = nearer); pixel (0, 0) is the top-left, pixel centres at half-integers.
 front-facing when it is counter-clockwise in NDC.
 """
 
-from __future__ import annotations
-
+import functools
+import logging
 import threading
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
 
 from ..errors import InputError
+
+log = logging.getLogger(__name__)
 
 CHUNK = 1 << 20  # candidate (face, pixel) pairs processed at once
 
@@ -39,19 +42,15 @@ class Fragments:
         return self.face_id >= 0
 
 
-def _to_pixels(clip: torch.Tensor, H: int, W: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    w = clip[..., 3]
-    px = (clip[..., 0] / w + 1) * 0.5 * W
-    py = (1 - clip[..., 1] / w) * 0.5 * H
-    return px, py, clip[..., 2] / w
-
-
-def _edge_functions(X: torch.Tensor, Y: torch.Tensor, sx: torch.Tensor, sy: torch.Tensor) -> torch.Tensor:
-    """Corner x/y rows [3,N] and sample points [N] -> unnormalised barycentrics [3,N] (twice the sub-areas)."""
-    e0 = (X[2] - X[1]) * (sy - Y[1]) - (Y[2] - Y[1]) * (sx - X[1])
-    e1 = (X[0] - X[2]) * (sy - Y[2]) - (Y[0] - Y[2]) * (sx - X[2])
-    e2 = (X[1] - X[0]) * (sy - Y[0]) - (Y[1] - Y[0]) * (sx - X[0])
-    return torch.stack([e0, e1, e2])
+def _corners(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: int) -> torch.Tensor:
+    """clip_verts [B,V,4], faces [F,3] -> tri [4,B,3,F]: pixel x, pixel y, depth z/w and clip w of
+    the corners of each triangle in each of the B images."""
+    B, V = clip_verts.shape[:2]
+    w = clip_verts[..., 3]
+    px = (clip_verts[..., 0] / w + 1) * 0.5 * W
+    py = (1 - clip_verts[..., 1] / w) * 0.5 * H
+    corner = faces.t().reshape(1, 1, -1).expand(4, B, -1)  # [4,B,3F], one index for every image
+    return torch.gather(torch.stack([px, py, clip_verts[..., 2] / w, w]), 2, corner).view(4, B, 3, -1)
 
 
 _NO_HIT = torch.iinfo(torch.int64).max  # empty z-buffer key: infinite depth, low word -1
@@ -71,9 +70,15 @@ def _segments(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return seg, torch.arange(n, device=counts.device) - (end - counts).index_select(0, seg)
 
 
+@torch.jit.ignore
+def _float_bits(x: torch.Tensor) -> torch.Tensor:
+    """float32 [N] -> int32 [N] with the same bits (TorchScript has no dtype view: this runs as Python)."""
+    return x.view(torch.int32)
+
+
 def _sortable(depth: torch.Tensor) -> torch.Tensor:
     """depth [N] -> int64 [N] whose signed order is the float32 order (the top word of a z-buffer key)."""
-    bits = depth.float().view(torch.int32)
+    bits = _float_bits(depth.float())
     return torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).long()
 
 
@@ -99,10 +104,11 @@ def _face_table(fx: torch.Tensor, fy: torch.Tensor, fz: torch.Tensor, area: torc
     return torch.cat([xj, yj, dx * s, step, dx / dy, zs, (step * zs).sum(0, keepdim=True), x0[None], x1[None]])
 
 
-def _row_runs(tab: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _row_runs(tab: torch.Tensor, rows: torch.Tensor, slack: float = SLACK
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pixel runs of triangles on pixel rows.
 
-    tab [21,S] (`_face_table`) of each run's triangle, rows [S] long. Returns the first column
+    tab [21,S] (`_face_table`) of each run's triangle, rows [S] long, slack in pixels. Returns the first column
     c0 [S] long, the run length [S] long (0 when the row misses the triangle) and coef [8,S]:
     the three edge functions at the first pixel centre, their steps per pixel in x, the depth
     there and its step. A horizontal edge needs no test of its own: the bounding box holds
@@ -113,29 +119,26 @@ def _row_runs(tab: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torc
     root = torch.addcmul(xj, slope, t)  # where each edge crosses the row
     lo = root.masked_fill(step <= 0, -float("inf")).amax(0)
     hi = root.masked_fill(step >= 0, float("inf")).amin(0)
-    c0 = torch.maximum((lo - 0.5 - SLACK).ceil(), tab[19])
-    c1 = torch.minimum((hi - 0.5 + SLACK).floor(), tab[20])
+    c0 = torch.maximum((lo - 0.5 - slack).ceil(), tab[19])
+    c1 = torch.minimum((hi - 0.5 + slack).floor(), tab[20])
     e = torch.addcmul(sdx * t, step, (c0 + 0.5) - xj)  # [3,S]
     return c0.long(), (c1 - c0 + 1).clamp(min=0).long(), torch.cat([e, step, (e * zs).sum(0, keepdim=True), tab[18:19]])
 
 
-def _coverage(px: torch.Tensor, py: torch.Tensor, z: torch.Tensor, w: torch.Tensor, faces: torch.Tensor,
-              H: int, W: int, cull_backfaces: bool) -> torch.Tensor:
-    """Face id per pixel [B*H*W] (-1 none) by a z-buffer over the row runs of every triangle.
+def _coverage(tri: torch.Tensor, F: int, H: int, W: int, cull_backfaces: bool, out: torch.Tensor, chunk: int,
+              no_hit: int = _NO_HIT) -> None:
+    """Face id per pixel (-1 none) by a z-buffer over the row runs of every triangle, into out [N//F*H*W] long.
 
-    px, py, z, w [B,V]: pixel coordinates, depth and clip w. All B images are one candidate
-    set (triangle g of the flattened [B*F] list belongs to image g // F). Each triangle is cut
-    into the pixel rows of its bounding box and each row into the run of pixel centres inside
-    it (plus SLACK), so candidates are nearly only covered pixels; an exact edge-function test
-    decides each one. The z-buffer is one `scatter_reduce` amin over int64 keys (depth bits,
-    face id): the nearest face wins, ties go to the lower face id.
+    tri [4,3,N]: pixel x, pixel y, depth and clip w of each corner of N triangles, F per image
+    (triangle g belongs to image g // F). Each triangle is cut into the pixel rows of its
+    bounding box and each row into the run of pixel centres inside it (plus SLACK), so
+    candidates are nearly only covered pixels; an exact edge-function test decides each one.
+    The z-buffer is one `scatter_reduce` amin over int64 keys (depth bits, face id): the
+    nearest face wins, ties go to the lower face id. Candidates go in groups of about `chunk`.
+    Written for TorchScript (`_scripted`), which reads no globals: constants are arguments.
     """
-    dev = px.device
-    B, V = px.shape
-    F = faces.shape[0]
-    corner = (faces.t()[:, None, :] + (torch.arange(B, device=dev) * V)[None, :, None]).reshape(-1)  # [3*B*F]
-    fx, fy, fz, fw = torch.stack([px, py, z, w]).view(4, B * V).index_select(1, corner).view(4, 3, B * F)
-    area = (fx[1] - fx[0]) * (fy[2] - fy[0]) - (fx[2] - fx[0]) * (fy[1] - fy[0])  # [B*F]
+    fx, fy, fz, fw = tri[0], tri[1], tri[2], tri[3]
+    area = (fx[1] - fx[0]) * (fy[2] - fy[0]) - (fx[2] - fx[0]) * (fy[1] - fy[0])  # [N]
     keep = (fw > 0).all(0) & (area.abs() > 1e-12)
     if cull_backfaces:
         keep &= area < 0  # counter-clockwise in NDC is clockwise in y-down pixels
@@ -145,18 +148,18 @@ def _coverage(px: torch.Tensor, py: torch.Tensor, z: torch.Tensor, w: torch.Tens
     y1 = fy.amax(0).sub(0.5).floor().clamp(-1, H - 1).long()
     nrows = (y1 - y0 + 1).clamp(min=0) * (keep & (x1 >= x0))
     ids = torch.nonzero(nrows > 0).squeeze(1)  # triangles that reach a pixel row
-    tab = _face_table(fx[:, ids], fy[:, ids], fz[:, ids], area[ids], x0[ids].to(px.dtype), x1[ids].to(px.dtype))
-    tri, r = _segments(nrows.index_select(0, ids))  # one entry per (triangle, row) [S]
-    g = ids.index_select(0, tri)  # [S] triangle in the flattened [B*F] list
-    row = y0.index_select(0, g) + r
-    c0, n, coef = _row_runs(tab.index_select(1, tri), row)
-    start = (g // F) * (H * W) + row * W + c0  # flat pixel of each run's first candidate
-    face = g % F
-    keys = torch.full((B * H * W,), _NO_HIT, dtype=torch.long, device=dev)
+    tab = _face_table(fx[:, ids], fy[:, ids], fz[:, ids], area[ids], x0[ids].to(fx.dtype), x1[ids].to(fx.dtype))
+    tri_of_run, r = _segments(nrows.index_select(0, ids))  # one entry per (triangle, row) [S]
+    image = torch.div(ids, F, rounding_mode="floor")
+    face = (ids - image * F).index_select(0, tri_of_run)  # [S] face id within its image
+    row = y0.index_select(0, ids).index_select(0, tri_of_run) + r
+    c0, n, coef = _row_runs(tab.index_select(1, tri_of_run), row)
+    start = (image * (H * W)).index_select(0, tri_of_run) + row * W + c0  # flat pixel of each run's first candidate
+    keys = out.fill_(no_hit)
     cum = torch.cumsum(n, 0)
     lo = 0
-    while lo < len(n):  # runs in groups of about CHUNK candidate pixels
-        hi = max(int(torch.searchsorted(cum, cum[lo] - n[lo] + CHUNK, right=True)), lo + 1)
+    while lo < len(n):  # runs in groups of about `chunk` candidate pixels
+        hi = max(int(torch.searchsorted(cum, cum[lo] - n[lo] + chunk, right=True)), lo + 1)
         run, k = _segments(n[lo:hi])
         run += lo
         kf = k.to(coef.dtype)
@@ -164,10 +167,92 @@ def _coverage(px: torch.Tensor, py: torch.Tensor, z: torch.Tensor, w: torch.Tens
         e = torch.addcmul(cf[0:3], cf[3:6], kf)
         depth = torch.addcmul(cf[6], cf[7], kf)
         key = ((_sortable(depth) << 32) | face.index_select(0, run)).masked_fill_(
-            (e.amin(0) < 0) | (depth < -1), _NO_HIT)
+            (e.amin(0) < 0) | (depth < -1), no_hit)
         keys.scatter_reduce_(0, start.index_select(0, run) + k, key, reduce="amin")
         lo = hi
-    return (keys << 32) >> 32  # the low word, sign-extended: face id, or -1 where nothing was hit
+    keys.bitwise_left_shift_(32).bitwise_right_shift_(32)  # the low word, sign-extended: face id or -1
+
+
+def _face_planes(tri: torch.Tensor) -> torch.Tensor:
+    """tri [4,3,N] corner pixel x/y, depth, clip w -> [14,N] screen-space planes of each triangle.
+
+    Rows: the corner-0 origin (x, y) (2), then with dx, dy a pixel centre's offset from it, the
+    perspective-weighted edge functions e_i / w_i = a_i dx + b_i dy + c_i as a (3), b (3), c (3),
+    and depth z/w = za dx + zb dy + z_0 (3). Offsets from a corner keep float32 exact where
+    absolute pixel coordinates would cancel. Differentiable; triangles that can never be hit
+    (zero area, corner behind the eye) get finite planes so their zero gradients stay finite.
+    """
+    X, Y, Z, Wc = tri[0], tri[1], tri[2], tri[3]
+    Xr, Yr = X - X[0], Y - Y[0]
+    Xj, Yj, Xk, Yk = Xr.roll(-1, 0), Yr.roll(-1, 0), Xr.roll(-2, 0), Yr.roll(-2, 0)  # edge i runs j -> k
+    a, b, c = Yj - Yk, Xk - Xj, Xj * Yk - Xk * Yj  # [3,N]; c = (twice the signed area, 0, 0)
+    area = torch.where(c[0].abs() > 1e-12, c[0], torch.ones_like(c[0]))
+    w = torch.where(Wc > 0, Wc, torch.ones_like(Wc))
+    za, zb = (a * Z).sum(0) / area, (b * Z).sum(0) / area
+    return torch.cat([X[0:1], Y[0:1], a / w, b / w, c / w, za[None], zb[None], Z[0:1]])
+
+
+def _barycentrics(tri: torch.Tensor, face_id: torch.Tensor, F: int, H: int, W: int
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Covered pixels hit [P] of face_id [N//F*H*W] long, with their perspective-correct
+    barycentrics [3,P] and depth [P].
+
+    tri [4,3,N] as in `_coverage` (differentiable). Each covered pixel evaluates its
+    triangle's planes (`_face_planes`) at its centre.
+    """
+    hit = (face_id >= 0).nonzero().squeeze(1)  # [P] flat pixels of all images
+    grow = torch.div(hit, W, rounding_mode="floor")  # row in the stack of images
+    sx = (hit - grow * W).to(tri.dtype) + 0.5
+    row = face_id.index_select(0, hit)
+    if len(face_id) > H * W:  # rows of the planes of all images
+        image = torch.div(grow, H, rounding_mode="floor")
+        row += image * F
+        grow -= image * H
+    sy = grow.to(tri.dtype) + 0.5
+    planes = _face_planes(tri)
+    p = planes.index_select(1, row)  # [14,P]
+    dx, dy = sx - p[0], sy - p[1]
+    persp = torch.addcmul(torch.addcmul(p[8:11], p[2:5], dx), p[5:8], dy)  # [3,P]
+    return hit, persp / persp.sum(0), torch.addcmul(torch.addcmul(p[13], p[11], dx), p[12], dy)
+
+
+def _covered_pixels(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: int, cull_backfaces: bool,
+                    face_id: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """clip_verts [B,V,4] -> face ids into face_id [B*H*W] (`_coverage`, all images one candidate
+    set), then the covered pixels' `_barycentrics`."""
+    F = faces.shape[0]
+    tri = _corners(clip_verts, faces, H, W).transpose(1, 2).reshape(4, 3, -1)  # triangle g of image g // F
+    with torch.no_grad():
+        _coverage(tri.detach(), F, H, W, cull_backfaces, face_id, chunk)
+    return _barycentrics(tri, face_id, F, H, W)
+
+
+def _write_frames(bary: torch.Tensor, depth: torch.Tensor, hit: torch.Tensor, bary_hit: torch.Tensor,
+                  depth_hit: torch.Tensor) -> None:
+    """Frames bary [N,3] (0 on background) and depth [N] (1 on background), in place, from the
+    covered pixels hit [P] and their bary_hit [3,P] and depth_hit [P]."""
+    bary.zero_().index_copy_(0, hit, bary_hit.t())
+    depth.fill_(1).index_copy_(0, hit, depth_hit)
+
+
+@functools.cache
+def _compiled_covered_pixels():
+    """`_covered_pixels` compiled by TorchScript, or as Python where this torch cannot compile it.
+
+    A compiled call runs its ~150 ops in C++ without the GIL: the batch pool's threads then
+    rasterise side by side at full speed, where as Python they queued for the GIL between
+    every two ops (two threads reached 1.4x one thread, compiled 2.0x), and a single view
+    loses Python's per-op overhead too. Autograd records the compiled ops as usual. torch 2.x
+    marks TorchScript deprecated (a FutureWarning, silenced here); without it, or without
+    the source files it reads, the rasteriser stays correct and batches more slowly.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.script(_covered_pixels)
+    except Exception as exc:  # noqa: BLE001 - any compile failure leaves the Python function, which is correct
+        log.warning("rasteriser runs uncompiled (TorchScript: %s); batches of views will be slower", exc)
+        return _covered_pixels
 
 
 def rasterize(clip_verts: torch.Tensor, faces: torch.Tensor, size: tuple[int, int],
@@ -185,34 +270,53 @@ def rasterize(clip_verts: torch.Tensor, faces: torch.Tensor, size: tuple[int, in
         return _rasterize_nvdiffrast(clip_verts, faces, H, W, cull_backfaces)
     if backend != "torch":
         raise InputError(f"unknown rasteriser backend '{backend}' (auto, torch, nvdiffrast)")
-    if clip_verts.shape[0] == 1 or clip_verts.is_cuda:
-        return _rasterize_torch(clip_verts, faces, H, W, cull_backfaces)
-    return _rasterize_images_on_pool(clip_verts, faces, H, W, cull_backfaces)
+    return _rasterize_torch(clip_verts, faces, H, W, cull_backfaces)
 
 
-_POOL: ThreadPoolExecutor | None = None
+def _rasterize_torch(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: int, cull_backfaces: bool) -> Fragments:
+    """This project's rasteriser: face ids without gradients, then barycentrics and depth
+    differentiably for the covered pixels (`_covered_pixels`), scattered into the frames.
 
-
-def _rasterize_images_on_pool(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: int,
-                              cull_backfaces: bool) -> Fragments:
-    """CPU batches: each image on its own, on a pool of torch.get_num_threads() threads.
-
-    torch releases the GIL in its kernels, so the mostly single-threaded index and scatter kernels
-    of several images run on all cores at once; one image's working set also stays in cache, so
-    even one after another B images are cheaper than one flattened pass. Autograd records the
-    ops of each thread as usual. The workers run torch with one intra-op thread: a worker that
-    opened OpenMP teams of its own would leave more OpenMP threads than cores in the process,
-    and libgomp then stops spin-waiting, which made every later parallel op of the process
+    On CUDA, and for one image, all images are one flattened pass. CPU batches go image by
+    image on a pool of torch.get_num_threads() threads, each writing the face ids of its own
+    image: torch releases the GIL in its kernels, so the mostly single-threaded index and
+    scatter kernels of several images run on all cores at once, and one image's working set
+    stays in cache. The workers run torch with one intra-op thread: a worker that opened
+    OpenMP teams of its own would leave more OpenMP threads than cores in the process, and
+    libgomp then stops spin-waiting, which made every later parallel op of the process
     (single views included) 2x slower.
     """
     global _POOL
+    covered_pixels = _compiled_covered_pixels()
+    B, n = clip_verts.shape[0], H * W
+    face_id = torch.empty(B * n, dtype=torch.long, device=clip_verts.device)
+    bary, depth = clip_verts.new_empty(B * n, 3), clip_verts.new_empty(B * n)
+    if B == 1 or clip_verts.is_cuda:
+        _write_frames(bary, depth, *covered_pixels(clip_verts, faces, H, W, cull_backfaces, face_id, CHUNK))
+        return Fragments(face_id.view(B, H, W), bary.view(B, H, W, 3), depth.view(B, H, W))
     if _POOL is None:
         threads = torch.get_num_threads()
         _POOL = ThreadPoolExecutor(max(1, threads), thread_name_prefix="faceedit-raster",
                                    initializer=_one_intra_op_thread, initargs=(threads,))
-    frags = list(_POOL.map(lambda b: _rasterize_torch(clip_verts[b:b + 1], faces, H, W, cull_backfaces),
-                           range(clip_verts.shape[0])))
-    return Fragments(*(torch.cat([getattr(f, k) for f in frags]) for k in ("face_id", "bary", "depth")))
+    grad = torch.is_grad_enabled()  # a thread-local mode: the workers take the caller's
+    track = grad and clip_verts.requires_grad
+
+    def image(b: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        rows = slice(b * n, (b + 1) * n)
+        with torch.set_grad_enabled(grad):
+            hit, bary_hit, depth_hit = covered_pixels(clip_verts[b:b + 1], faces, H, W, cull_backfaces,
+                                                      face_id[rows], CHUNK)
+            if not track:  # written here, in parallel; with gradients autograd records it below
+                _write_frames(bary[rows], depth[rows], hit, bary_hit, depth_hit)
+        return hit + b * n, bary_hit, depth_hit
+
+    parts = list(_POOL.map(image, range(B)))
+    if track:
+        _write_frames(bary, depth, *(torch.cat(t, -1) for t in zip(*parts)))
+    return Fragments(face_id.view(B, H, W), bary.view(B, H, W, 3), depth.view(B, H, W))
+
+
+_POOL: ThreadPoolExecutor | None = None
 
 
 def _one_intra_op_thread(threads: int) -> None:
@@ -225,29 +329,6 @@ def _one_intra_op_thread(threads: int) -> None:
     helper = threading.Thread(target=torch.set_num_threads, args=(threads,))
     helper.start()
     helper.join()
-
-
-def _rasterize_torch(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: int, cull_backfaces: bool) -> Fragments:
-    """This project's rasteriser on a batch [B,V,4] as one flattened candidate set."""
-    B, V = clip_verts.shape[:2]
-    px, py, z = _to_pixels(clip_verts, H, W)  # [B,V]
-    w = clip_verts[..., 3]
-    with torch.no_grad():
-        face_id = _coverage(px.detach(), py.detach(), z.detach(), w.detach(), faces, H, W, cull_backfaces)
-    hit = (face_id >= 0).nonzero().squeeze(1)  # [P] flat pixels of all images
-    grow = hit // W  # row in the stack of B images
-    col = hit - grow * W
-    corner = faces.t().index_select(1, face_id.index_select(0, hit))  # [3,P]
-    if B > 1:
-        corner += (grow // H) * V
-    X, Y, Z, Wc = torch.stack([px, py, z, w]).view(4, B * V).index_select(1, corner.view(-1)).view(4, 3, -1)
-    e = _edge_functions(X, Y, col.to(px.dtype) + 0.5, (grow % H).to(px.dtype) + 0.5)  # [3,P]
-    persp = e / Wc
-    bary = torch.zeros(B * H * W, 3, dtype=px.dtype, device=px.device).index_copy(
-        0, hit, (persp / persp.sum(0)).t())
-    depth = torch.ones(B * H * W, dtype=px.dtype, device=px.device).index_copy(
-        0, hit, (e * Z).sum(0) / e.sum(0))
-    return Fragments(face_id.view(B, H, W), bary.view(B, H, W, 3), depth.view(B, H, W))
 
 
 def interpolate(attrs: torch.Tensor, frags: Fragments, faces: torch.Tensor) -> torch.Tensor:
