@@ -28,7 +28,7 @@ from faceedit_core.render.preview import PreviewRenderer  # noqa: E402
 from faceedit_core.render.rasterize import rasterize  # noqa: E402
 
 
-def main(threads: int = 2, rounds: int = 5) -> dict:
+def main(threads: int = 2, rounds: int = 7) -> dict:
     torch.set_num_threads(threads)
     layer = load_demo_flame()
     verts = layer(FlameParams.zeros(1, 300, 100)).vertices.detach()
@@ -40,7 +40,7 @@ def main(threads: int = 2, rounds: int = 5) -> dict:
     ratios = []
     for _ in range(rounds):  # interleaved, so each pair sees the same machine load
         r1 = timeit(lambda: rasterize(one.project(world), faces, (512, 512), cull_backfaces=True))
-        r8 = timeit(lambda: rasterize(eight.project(world), faces, (512, 512), cull_backfaces=True), repeats=3)
+        r8 = timeit(lambda: rasterize(eight.project(world), faces, (512, 512), cull_backfaces=True), repeats=5)
         ratios.append(r8["median_ms"] / r1["median_ms"])
         print(f"rasterise 512x512, 1 view:        {fmt(r1)}")
         print(f"rasterise 512x512, 8 views:       {fmt(r8)}  ratio {ratios[-1]:.2f}x one view")
@@ -66,6 +66,6 @@ def main(threads: int = 2, rounds: int = 5) -> dict:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of 1 view and 8 views")
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds of 1 view and 8 views")
     args = ap.parse_args()
     main(args.threads, args.rounds)

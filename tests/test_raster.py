@@ -140,8 +140,10 @@ def test_batched_views_equal_single_views_and_chunks_do_not_matter(monkeypatch):
     monkeypatch.setattr(raster, "CHUNK", 7)  # many small candidate groups
     chunked = rasterize(views, faces, (20, 28), cull_backfaces=True)
     flat = torch.empty(len(views) * 20 * 28, dtype=torch.long)  # one flattened pass, as on CUDA
-    raster._covered_pixels(views, faces.long(), 20, 28, True, flat, 7)
+    hit, bary, depth = raster._covered_pixels(views, faces.long(), 20, 28, True, flat, 7)
     assert torch.equal(flat.view(-1, 20, 28), batched.face_id)
+    torch.testing.assert_close(bary.t(), batched.bary.view(-1, 3)[hit])
+    torch.testing.assert_close(depth, batched.depth.view(-1)[hit])
     for b in range(len(views)):
         single = rasterize(views[b:b + 1], faces, (20, 28), cull_backfaces=True)
         assert torch.equal(single.face_id[0], batched.face_id[b])
@@ -291,3 +293,22 @@ def test_a_batch_under_no_grad_records_no_graph():
     assert not frags.bary.requires_grad and not frags.depth.requires_grad
     frags = rasterize(views, torch.from_numpy(faces), (12, 12))
     assert frags.bary.requires_grad and frags.depth.requires_grad
+
+
+def test_without_torchscript_the_rasteriser_runs_as_python(monkeypatch, caplog):
+    import faceedit_core.render.rasterize as raster
+
+    def no_script(fn):
+        raise RuntimeError("TorchScript is not available")
+
+    monkeypatch.setattr(torch.jit, "script", no_script)
+    raster._compiled_covered_pixels.cache_clear()
+    try:
+        assert raster._compiled_covered_pixels() is raster._covered_pixels
+        assert "runs uncompiled" in caplog.text
+        clip, faces = random_mesh(13, n_faces=20)
+        views = torch.from_numpy(np.stack([clip, clip * 1.1]))
+        frags = rasterize(views, torch.from_numpy(faces), (14, 18))
+        assert torch.equal(frags.face_id[0], rasterize(views[:1], torch.from_numpy(faces), (14, 18)).face_id[0])
+    finally:
+        raster._compiled_covered_pixels.cache_clear()

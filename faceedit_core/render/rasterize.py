@@ -275,16 +275,17 @@ def rasterize(clip_verts: torch.Tensor, faces: torch.Tensor, size: tuple[int, in
 
 def _rasterize_torch(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: int, cull_backfaces: bool) -> Fragments:
     """This project's rasteriser: face ids without gradients, then barycentrics and depth
-    differentiably for the covered pixels (`_covered_pixels`), scattered into the frames.
+    differentiably for the covered pixels (`_covered_pixels`, compiled), written into frames.
 
     On CUDA, and for one image, all images are one flattened pass. CPU batches go image by
-    image on a pool of torch.get_num_threads() threads, each writing the face ids of its own
-    image: torch releases the GIL in its kernels, so the mostly single-threaded index and
-    scatter kernels of several images run on all cores at once, and one image's working set
-    stays in cache. The workers run torch with one intra-op thread: a worker that opened
-    OpenMP teams of its own would leave more OpenMP threads than cores in the process, and
-    libgomp then stops spin-waiting, which made every later parallel op of the process
-    (single views included) 2x slower.
+    image on a pool of torch.get_num_threads() threads: a compiled call holds no GIL, so the
+    workers run side by side at full speed, and one image's working set stays in cache. Each
+    worker writes its image's rows of face_id and, without gradients, of the frames too (with
+    gradients the frames are written here, where autograd records it), so no batch-sized
+    temporary passes through this thread. The workers run torch with one intra-op thread: a
+    worker that opened OpenMP teams of its own would leave more OpenMP threads than cores in
+    the process, and libgomp then stops spin-waiting, which made every later parallel op of
+    the process (single views included) 2x slower.
     """
     global _POOL
     covered_pixels = _compiled_covered_pixels()
