@@ -70,3 +70,37 @@ def test_contact_sheet_layout():
     sheet = contact_sheet(tiles)
     assert sheet.shape == (8, 15, 3)
     assert (sheet[4:, 10:] == 200).all() and (sheet[:4, :10] != 200).all()
+
+
+def test_supersampled_edges_keep_the_colour_of_their_covered_samples():
+    from faceedit_core.render.preview import _resolve
+    samples = torch.zeros(1, 4, 4, 4)
+    samples[0, 0, 0] = torch.tensor([0.8, 0.4, 0.2, 1.0])  # one of four samples covered: an edge pixel
+    samples[0, 2:, 2:] = torch.tensor([0.1, 0.5, 0.9, 1.0])  # a fully covered pixel
+    out = _resolve(samples, 2)[0]
+    torch.testing.assert_close(out[0, 0], torch.tensor([0.8, 0.4, 0.2, 0.25]))  # straight alpha, no dark fringe
+    torch.testing.assert_close(out[1, 1], torch.tensor([0.1, 0.5, 0.9, 1.0]))
+    assert (out[0, 1] == 0).all() and (out[1, 0] == 0).all()  # background: transparent black
+
+
+def test_background_is_transparent_black(editor):
+    img = editor.render(FlameParams.zeros(1, 100, 50), orbit([0.0], [0.0]), 64)[0, 0]
+    background = img[..., 3] == 0
+    assert background.mean() > 0.3 and (img[background] == 0).all()
+
+
+def test_no_seam_line_down_the_back_of_the_head():
+    # the skin island's last texels must not bleed the eyes' sclera through bilinear sampling
+    from faceedit_core.assets import load_demo_flame
+    from faceedit_core.render.albedo import demo_albedo
+    from faceedit_core.render.preview import PreviewRenderer
+    layer = load_demo_flame()
+    renderer = PreviewRenderer(layer.faces, layer.uvs, layer.uv_faces, demo_albedo(), supersample=1)
+    back = turntable(8)
+    back = type(back)(back.cam2world[:1], back.intrinsics[:1])
+    img = renderer.render(layer(FlameParams.zeros(1, 100, 50)).vertices, back, 512)[0, 0].numpy()
+    lum = img[:, 192:320, :3].mean(-1)  # the middle of the back of the skull, where the UV seam runs
+    hair = (img[:, 192:320, 3] == 1) & (lum < 0.3)
+    bump = np.abs(2 * lum[:, 1:-1] - lum[:, :-2] - lum[:, 2:])  # a one-pixel line stands out here
+    inside = hair[:, 1:-1] & hair[:, :-2] & hair[:, 2:]
+    assert inside.sum() > 10000 and bump[inside].max() < 0.06

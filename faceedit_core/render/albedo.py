@@ -21,6 +21,11 @@ HAIR = np.array([0.20, 0.13, 0.09])
 MOUTH = np.array([0.22, 0.05, 0.06])
 SCLERA, IRIS, PUPIL = np.array([0.93, 0.91, 0.88]), np.array([0.30, 0.42, 0.55]), np.array([0.03, 0.03, 0.03])
 NEUTRAL = np.array([0.78, 0.66, 0.58])
+# Where the skin island's colour (UVs up to u = 0.8083, one seam column past SKIN_U_MAX) hands over
+# to the eyes' (from EYE_U0 = 0.82) in the gap between them: each runs a few texels into the gap,
+# so bilinear sampling at an island's edge reads the island's own colour (the eyes' sclera 0.2
+# texel past the skin's last column drew a light line down the back of the head).
+GUTTER_U = 0.5 * (SKIN_U_MAX + 0.0083 + EYE_U0)
 
 
 def _noise(u: np.ndarray, v: np.ndarray, seed: int = 3) -> np.ndarray:
@@ -56,10 +61,10 @@ def demo_albedo(size: int = 512) -> np.ndarray:
     hairline = 0.075 - 0.02 * np.clip(-front, 0, 1) - 0.11 * smoothstep(-0.1, -0.5, front)
     hair = smoothstep(hairline - 0.004, hairline + 0.004, y) * (1 + 0.04 * _noise(u * 3, v * 3, 9))
     col = col + (HAIR - col) * np.clip(hair, 0, 1)[..., None]
-    skin_part = u < SKIN_U_MAX + 0.01  # a margin past the seam so bilinear sampling never reads black
+    skin_part = u < GUTTER_U  # a margin past the seam so bilinear sampling never reads black
     tex[skin_part] = col[skin_part]
     for side, (v0, v1) in EYE_BANDS.items():
-        band = (u >= EYE_U0 - 0.01) & (v >= v0 - 0.01) & (v <= v1 + 0.01)
+        band = (u >= GUTTER_U) & (v >= v0 - 0.01) & (v <= v1 + 0.01)
         theta = uv_to_eye(v, side)
         eye = np.where((theta < 0.19)[..., None], PUPIL, np.where((theta < 0.43)[..., None], IRIS, SCLERA))
         tex[band] = eye[band]

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from .cameras import Cameras, flame_to_world
-from .rasterize import interpolate, rasterize
+from .rasterize import interpolate_covered, rasterize
 
 MAX_SIZE = 2048
 NEUTRAL_RGB = (0.78, 0.66, 0.58)
@@ -41,35 +41,46 @@ class PreviewRenderer:
             raise InputError("an albedo texture needs the mesh's UVs (uvs and uv_faces)")
         self.texture = None if albedo is None else torch.as_tensor(albedo, dtype=torch.float32).permute(2, 0, 1)[None]
 
-    def _albedo(self, frags) -> torch.Tensor:
-        B, H, W = frags.face_id.shape
+    def _albedo(self, frags, hit: torch.Tensor) -> torch.Tensor:
+        """Albedo [P,3] at the covered pixels hit [P]."""
         if self.texture is None:
-            return torch.tensor(NEUTRAL_RGB).expand(B, H, W, 3)
-        uv = interpolate(self.uvs, frags, self.uv_faces)  # [B,H,W,2]
-        grid = torch.stack([uv[..., 0] * 2 - 1, 1 - uv[..., 1] * 2], -1)
-        tex = F.grid_sample(self.texture.expand(B, -1, -1, -1), grid, mode="bilinear", align_corners=False)
-        return tex.permute(0, 2, 3, 1)
+            return torch.tensor(NEUTRAL_RGB).expand(len(hit), 3)
+        uv = interpolate_covered(self.uvs, frags, self.uv_faces, hit)  # [P,2]
+        grid = torch.stack([uv[:, 0] * 2 - 1, 1 - uv[:, 1] * 2], -1).view(1, 1, -1, 2)
+        return F.grid_sample(self.texture, grid, mode="bilinear", align_corners=False)[0, :, 0].t()
 
     def render(self, verts: torch.Tensor, cameras: Cameras, size: int | tuple[int, int] = 512) -> torch.Tensor:
-        """verts [B,V,3] (FLAME metres) -> rgba [B,N,H,W,4]."""
+        """verts [B,V,3] (FLAME metres) -> rgba [B,N,H,W,4], straight (not premultiplied) alpha.
+
+        Shading works on the covered pixels only (the head is a third of the frame or less)."""
         H, W = (size, size) if isinstance(size, int) else size
         if not (16 <= H <= MAX_SIZE and 16 <= W <= MAX_SIZE):
             raise InputError(f"render size {H}x{W} is outside 16..{MAX_SIZE}")
         if verts.dim() != 3 or verts.shape[-1] != 3:
             raise InputError(f"verts must have shape [B,V,3], got {list(verts.shape)}")
-        s = self.supersample
+        s, N = self.supersample, len(cameras)
+        R = cameras.cam2world[:, :3, :3]  # columns: right, down, forward
+        light = F.normalize(-0.45 * R[:, :, 0] - 0.55 * R[:, :, 1] - 1.0 * R[:, :, 2], dim=-1)  # [N,3]
         out = []
         with torch.no_grad():
             for b in range(verts.shape[0]):
                 world = flame_to_world(verts[b].float())
                 normals = vertex_normals(world, self.faces)
                 frags = rasterize(cameras.project(world), self.faces, (H * s, W * s), cull_backfaces=True)
-                n = F.normalize(interpolate(normals, frags, self.faces), dim=-1)
-                R = cameras.cam2world[:, :3, :3]  # columns: right, down, forward
-                light = F.normalize(-0.45 * R[:, :, 0] - 0.55 * R[:, :, 1] - 1.0 * R[:, :, 2], dim=-1)
-                lambert = (n * light[:, None, None, :]).sum(-1).clamp(min=0)
-                rgb = self._albedo(frags) * (0.38 + 0.72 * lambert)[..., None]
-                rgba = torch.cat([rgb.clamp(0, 1), frags.mask[..., None].float()], -1)
-                rgba = F.avg_pool2d(rgba.permute(0, 3, 1, 2), s).permute(0, 2, 3, 1) if s > 1 else rgba
-                out.append(rgba)
+                hit = frags.covered()  # [P]
+                n = F.normalize(interpolate_covered(normals, frags, self.faces, hit), dim=-1)
+                lambert = (n * light[hit // (H * s * W * s)]).sum(-1).clamp(min=0)
+                rgb = (self._albedo(frags, hit) * (0.38 + 0.72 * lambert)[:, None]).clamp(0, 1)
+                samples = torch.zeros(N * H * s * W * s, 4).index_copy_(0, hit, F.pad(rgb, (0, 1), value=1.0))
+                out.append(_resolve(samples.view(N, H * s, W * s, 4), s))
         return torch.stack(out)
+
+
+def _resolve(samples: torch.Tensor, s: int) -> torch.Tensor:
+    """Premultiplied samples [N,sH,sW,4] (colour and coverage, 0 on background) -> straight-alpha
+    pixels [N,H,W,4]: alpha is the covered share of each s x s block, colour the mean over its
+    covered samples only, so silhouettes get no fringe of background colour."""
+    if s > 1:
+        samples = F.avg_pool2d(samples.permute(0, 3, 1, 2), s).permute(0, 2, 3, 1)
+    alpha = samples[..., 3:]
+    return torch.cat([samples[..., :3] / alpha.clamp(min=1e-6), alpha], -1)

@@ -41,6 +41,10 @@ class Fragments:
     def mask(self) -> torch.Tensor:
         return self.face_id >= 0
 
+    def covered(self) -> torch.Tensor:
+        """Flat indices [P] long of the covered pixels in the B*H*W pixels of all images."""
+        return self.mask.reshape(-1).nonzero().squeeze(1)
+
 
 def _corners(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: int) -> torch.Tensor:
     """clip_verts [B,V,4], faces [F,3] -> tri [4,B,3,F]: pixel x, pixel y, depth z/w and clip w of
@@ -335,20 +339,26 @@ def _one_intra_op_thread(threads: int) -> None:
 def interpolate(attrs: torch.Tensor, frags: Fragments, faces: torch.Tensor) -> torch.Tensor:
     """attrs [B,V,C] or [V,C] per vertex of `faces` [F,3] -> [B,H,W,C] (0 on background).
 
-    Only covered pixels are interpolated (a head covers a third of its frame or less); the
-    result is differentiable with respect to attrs and the barycentrics."""
+    Only covered pixels are interpolated (`interpolate_covered`); the result is differentiable
+    with respect to attrs and the barycentrics."""
+    B, H, W = frags.face_id.shape
+    hit = frags.covered()
+    out = interpolate_covered(attrs, frags, faces, hit)
+    return out.new_zeros(B * H * W, out.shape[-1]).index_copy(0, hit, out).view(B, H, W, -1)
+
+
+def interpolate_covered(attrs: torch.Tensor, frags: Fragments, faces: torch.Tensor, hit: torch.Tensor) -> torch.Tensor:
+    """attrs [B,V,C] or [V,C] per vertex of `faces` [F,3] -> [P,C] at the covered pixels hit [P]
+    (`Fragments.covered`): work in proportion to the head, a third of its frame or less."""
     B, H, W = frags.face_id.shape
     C = attrs.shape[-1]
-    fid = frags.face_id.reshape(-1)
-    hit = (fid >= 0).nonzero().squeeze(1)  # [P] flat pixels of all images
-    corners = faces.long().to(attrs.device).index_select(0, fid.index_select(0, hit))  # [P,3]
+    corners = faces.long().to(attrs.device).index_select(0, frags.face_id.reshape(-1).index_select(0, hit))  # [P,3]
     if attrs.dim() == 3:  # rows of the flattened [B*V,C]
         corners = corners + (hit // (H * W) * attrs.shape[1])[:, None]
         attrs = attrs.reshape(-1, C)
     vals = attrs.index_select(0, corners.reshape(-1)).view(-1, 3, C)
     bary = frags.bary.reshape(-1, 3).index_select(0, hit)
-    out = (vals * bary[..., None]).sum(1)  # [P,C]
-    return attrs.new_zeros(B * H * W, C).index_copy(0, hit, out).view(B, H, W, C)
+    return (vals * bary[..., None]).sum(1)
 
 
 def _nvdiffrast():
