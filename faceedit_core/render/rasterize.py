@@ -112,8 +112,8 @@ def _row_runs(tab: torch.Tensor, rows: torch.Tensor, slack: float = SLACK
               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pixel runs of triangles on pixel rows.
 
-    tab [21,S] (`_face_table`) of each run's triangle, rows [S] long, slack in pixels. Returns the first column
-    c0 [S] long, the run length [S] long (0 when the row misses the triangle) and coef [8,S]:
+    tab [21,S] (`_face_table`) of each run's triangle, rows [S] long, slack in pixels. Returns
+    the first column c0 [S] long, the run length [S] long (0 when the row misses the triangle) and coef [8,S]:
     the three edge functions at the first pixel centre, their steps per pixel in x, the depth
     there and its step. A horizontal edge needs no test of its own: the bounding box holds
     only rows on its inside (up to rounding, which the exact per-pixel test settles).
