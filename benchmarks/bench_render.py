@@ -28,7 +28,7 @@ from faceedit_core.render.preview import PreviewRenderer  # noqa: E402
 from faceedit_core.render.rasterize import rasterize  # noqa: E402
 
 
-def main(threads: int = 2, rounds: int = 7) -> dict:
+def main(threads: int = 2, rounds: int = 15) -> dict:
     torch.set_num_threads(threads)
     layer = load_demo_flame()
     verts = layer(FlameParams.zeros(1, 300, 100)).vertices.detach()
@@ -66,6 +66,6 @@ def main(threads: int = 2, rounds: int = 7) -> dict:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
-    ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds of 1 view and 8 views")
+    ap.add_argument("--rounds", type=int, default=15, help="interleaved rounds of 1 view and 8 views")
     args = ap.parse_args()
     main(args.threads, args.rounds)

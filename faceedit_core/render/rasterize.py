@@ -58,7 +58,7 @@ def _corners(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: int) -> t
 
 
 _NO_HIT = torch.iinfo(torch.int64).max  # empty z-buffer key: infinite depth, low word -1
-SLACK = 1e-2  # pixels added to each end of a row run before the exact per-pixel test
+SLACK = 1e-2  # pixels added to each end of a row run before the exact test of its two ends
 
 
 def _segments(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -113,10 +113,14 @@ def _row_runs(tab: torch.Tensor, rows: torch.Tensor, slack: float = SLACK
     """Pixel runs of triangles on pixel rows.
 
     tab [21,S] (`_face_table`) of each run's triangle, rows [S] long, slack in pixels. Returns
-    the first column c0 [S] long, the run length [S] long (0 when the row misses the triangle) and coef [8,S]:
-    the three edge functions at the first pixel centre, their steps per pixel in x, the depth
-    there and its step. A horizontal edge needs no test of its own: the bounding box holds
-    only rows on its inside (up to rounding, which the exact per-pixel test settles).
+    the first column c0 [S] long, the run length [S] long (0 when the row misses the triangle)
+    and coef [2,S]: the depth at the first pixel centre and its step per pixel in x.
+
+    The run is every pixel centre between where the edges cross the row, widened by `slack`;
+    the exact edge-function test (ties on an edge count as inside) then settles its two ends.
+    Pixels between them lie at least 1 - slack pixels inside every edge, far beyond rounding.
+    A horizontal edge needs no test of its own: the bounding box holds only rows on its inside
+    (up to rounding, which the end test settles).
     """
     xj, yj, sdx, step, slope, zs = tab[0:3], tab[3:6], tab[6:9], tab[9:12], tab[12:15], tab[15:18]
     t = (rows.to(tab.dtype) + 0.5) - yj  # [3,S]
@@ -125,8 +129,12 @@ def _row_runs(tab: torch.Tensor, rows: torch.Tensor, slack: float = SLACK
     hi = root.masked_fill(step >= 0, float("inf")).amin(0)
     c0 = torch.maximum((lo - 0.5 - slack).ceil(), tab[19])
     c1 = torch.minimum((hi - 0.5 + slack).floor(), tab[20])
-    e = torch.addcmul(sdx * t, step, (c0 + 0.5) - xj)  # [3,S]
-    return c0.long(), (c1 - c0 + 1).clamp(min=0).long(), torch.cat([e, step, (e * zs).sum(0, keepdim=True), tab[18:19]])
+    e = torch.addcmul(sdx * t, step, (c0 + 0.5) - xj)  # [3,S] edge functions at the first pixel
+    first_out = (e.amin(0) < 0).to(tab.dtype)
+    last_out = (torch.addcmul(e, step, c1 - c0).amin(0) < 0).to(tab.dtype)
+    depth = torch.addcmul((e * zs).sum(0), tab[18], first_out)  # at the first pixel inside
+    c0 = c0 + first_out
+    return c0.long(), (c1 - last_out - c0 + 1).clamp(min=0).long(), torch.stack([depth, tab[18]])
 
 
 def _coverage(tri: torch.Tensor, F: int, H: int, W: int, cull_backfaces: bool, out: torch.Tensor, chunk: int,
@@ -136,10 +144,10 @@ def _coverage(tri: torch.Tensor, F: int, H: int, W: int, cull_backfaces: bool, o
     tri [4,3,N]: pixel x, pixel y, depth and clip w of each corner of N triangles, F per image
     (triangle g belongs to image g // F). Each triangle is cut into the pixel rows of its
     bounding box and each row into the run of pixel centres inside it (plus SLACK), so
-    candidates are nearly only covered pixels; an exact edge-function test decides each one.
+    candidates are nearly only covered pixels; an exact edge-function test settles each run's ends.
     The z-buffer is one `scatter_reduce` amin over int64 keys (depth bits, face id): the
     nearest face wins, ties go to the lower face id. Candidates go in groups of about `chunk`.
-    Written for TorchScript (`_scripted`), which reads no globals: constants are arguments.
+    Written for TorchScript (`_compiled_covered_pixels`), which reads no globals: constants are arguments.
     """
     fx, fy, fz, fw = tri[0], tri[1], tri[2], tri[3]
     area = (fx[1] - fx[0]) * (fy[2] - fy[0]) - (fx[2] - fx[0]) * (fy[1] - fy[0])  # [N]
@@ -166,12 +174,9 @@ def _coverage(tri: torch.Tensor, F: int, H: int, W: int, cull_backfaces: bool, o
         hi = max(int(torch.searchsorted(cum, cum[lo] - n[lo] + chunk, right=True)), lo + 1)
         run, k = _segments(n[lo:hi])
         run += lo
-        kf = k.to(coef.dtype)
-        cf = coef.index_select(1, run)  # [8,N]
-        e = torch.addcmul(cf[0:3], cf[3:6], kf)
-        depth = torch.addcmul(cf[6], cf[7], kf)
-        key = ((_sortable(depth) << 32) | face.index_select(0, run)).masked_fill_(
-            (e.amin(0) < 0) | (depth < -1), no_hit)
+        cf = coef.index_select(1, run)  # [2,N]
+        depth = torch.addcmul(cf[0], cf[1], k.to(coef.dtype))
+        key = ((_sortable(depth) << 32) | face.index_select(0, run)).masked_fill_(depth < -1, no_hit)
         keys.scatter_reduce_(0, start.index_select(0, run) + k, key, reduce="amin")
         lo = hi
     keys.bitwise_left_shift_(32).bitwise_right_shift_(32)  # the low word, sign-extended: face id or -1
