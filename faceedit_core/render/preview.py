@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from .cameras import Cameras, flame_to_world
-from .rasterize import interpolate_covered, rasterize
+from .rasterize import Fragments, interpolate_covered, rasterize
 
 MAX_SIZE = 2048
 NEUTRAL_RGB = (0.78, 0.66, 0.58)
@@ -52,13 +52,15 @@ class PreviewRenderer:
     def render(self, verts: torch.Tensor, cameras: Cameras, size: int | tuple[int, int] = 512) -> torch.Tensor:
         """verts [B,V,3] (FLAME metres) -> rgba [B,N,H,W,4], straight (not premultiplied) alpha.
 
-        Shading works on the covered pixels only (the head is a third of the frame or less)."""
+        All views of a mesh are rasterised in one call; shading then goes view by view over the
+        covered samples only (the head is a third of the frame or less), so its temporaries stay
+        a few MB instead of a batch's hundreds (fresh memory the kernel must fault in)."""
         H, W = (size, size) if isinstance(size, int) else size
         if not (16 <= H <= MAX_SIZE and 16 <= W <= MAX_SIZE):
             raise InputError(f"render size {H}x{W} is outside 16..{MAX_SIZE}")
         if verts.dim() != 3 or verts.shape[-1] != 3:
             raise InputError(f"verts must have shape [B,V,3], got {list(verts.shape)}")
-        s, N = self.supersample, len(cameras)
+        s = self.supersample
         R = cameras.cam2world[:, :3, :3]  # columns: right, down, forward
         light = F.normalize(-0.45 * R[:, :, 0] - 0.55 * R[:, :, 1] - 1.0 * R[:, :, 2], dim=-1)  # [N,3]
         out = []
@@ -67,13 +69,19 @@ class PreviewRenderer:
                 world = flame_to_world(verts[b].float())
                 normals = vertex_normals(world, self.faces)
                 frags = rasterize(cameras.project(world), self.faces, (H * s, W * s), cull_backfaces=True)
-                hit = frags.covered()  # [P]
-                n = F.normalize(interpolate_covered(normals, frags, self.faces, hit), dim=-1)
-                lambert = (n * light[hit // (H * s * W * s)]).sum(-1).clamp(min=0)
-                rgb = (self._albedo(frags, hit) * (0.38 + 0.72 * lambert)[:, None]).clamp(0, 1)
-                samples = torch.zeros(N * H * s * W * s, 4).index_copy_(0, hit, F.pad(rgb, (0, 1), value=1.0))
-                out.append(_resolve(samples.view(N, H * s, W * s, 4), s))
+                out.append(torch.cat([_resolve(self._shade(frags.image(v), normals, light[v]), s)
+                                      for v in range(len(cameras))]))
         return torch.stack(out)
+
+    def _shade(self, frags: Fragments, normals: torch.Tensor, light: torch.Tensor) -> torch.Tensor:
+        """One view's fragments [1,sH,sW], vertex normals [V,3], light direction [3] ->
+        premultiplied samples [1,sH,sW,4] (lit albedo and coverage, 0 on background)."""
+        _, Hs, Ws = frags.face_id.shape
+        hit = frags.covered()  # [P]
+        n = F.normalize(interpolate_covered(normals, frags, self.faces, hit), dim=-1)
+        lambert = (n @ light).clamp(min=0)
+        rgb = (self._albedo(frags, hit) * (0.38 + 0.72 * lambert)[:, None]).clamp(0, 1)
+        return torch.zeros(Hs * Ws, 4).index_copy_(0, hit, F.pad(rgb, (0, 1), value=1.0)).view(1, Hs, Ws, 4)
 
 
 def _resolve(samples: torch.Tensor, s: int) -> torch.Tensor:

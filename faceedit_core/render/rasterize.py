@@ -41,6 +41,10 @@ class Fragments:
     def mask(self) -> torch.Tensor:
         return self.face_id >= 0
 
+    def image(self, b: int) -> "Fragments":
+        """Image b alone, as a batch of one (views, no copies)."""
+        return Fragments(self.face_id[b:b + 1], self.bary[b:b + 1], self.depth[b:b + 1])
+
     def covered(self) -> torch.Tensor:
         """Flat indices [P] long of the covered pixels in the B*H*W pixels of all images."""
         return self.mask.reshape(-1).nonzero().squeeze(1)
