@@ -312,3 +312,36 @@ def test_without_torchscript_the_rasteriser_runs_as_python(monkeypatch, caplog):
         assert torch.equal(frags.face_id[0], rasterize(views[:1], torch.from_numpy(faces), (14, 18)).face_id[0])
     finally:
         raster._compiled_covered_pixels.cache_clear()
+
+
+class _NvdiffrastLike:
+    """nvdiffrast's documented `rasterize` output, made by this project's rasteriser on CPU: (u, v,
+    z/w, triangle id + 1) per pixel, rows bottom-up, u and v weighting the triangle's vertices 0 and
+    1; it culls nothing. Lets the backend's own logic (culling per image, ids mapped back) run here."""
+
+    @staticmethod
+    def RasterizeCudaContext(device):  # noqa: N802 - nvdiffrast's name
+        return object()
+
+    @staticmethod
+    def rasterize(ctx, pos, tri, resolution):
+        frags = rasterize(pos, tri.long(), resolution, backend="torch")
+        rast = torch.cat([frags.bary[..., :2], frags.depth[..., None], (frags.face_id + 1).float()[..., None]], -1)
+        return torch.flip(rast * frags.mask[..., None], dims=[1]), None
+
+
+@pytest.mark.parametrize("cull", [False, True])
+def test_the_nvdiffrast_path_culls_per_image_and_maps_ids_back(monkeypatch, cull):
+    import faceedit_core.render.rasterize as raster
+    monkeypatch.setattr(raster, "_nvdiffrast", lambda: _NvdiffrastLike)
+    monkeypatch.setattr(raster, "_CONTEXTS", {})
+    clip, faces = random_mesh(14, n_faces=40)
+    views = torch.from_numpy(np.stack([clip, clip * np.array([-1, 1, 1, 1], np.float32)]))  # mirrored: other faces culled
+    faces = torch.from_numpy(faces)
+    theirs = raster._rasterize_nvdiffrast(views, faces, 20, 24, cull)
+    ours = rasterize(views, faces, (20, 24), cull_backfaces=cull, backend="torch")
+    assert ours.mask.sum() > 200 and torch.equal(theirs.face_id, ours.face_id)
+    torch.testing.assert_close(theirs.bary, ours.bary)
+    torch.testing.assert_close(theirs.depth, ours.depth)
+    back = torch.tensor([[[-0.5, -0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0], [0.5, -0.5, 0.5, 1.0]]])  # clockwise in NDC
+    assert (raster._rasterize_nvdiffrast(back, torch.tensor([[0, 1, 2]]), 8, 8, cull).face_id >= 0).any() != cull

@@ -280,6 +280,8 @@ def rasterize(clip_verts: torch.Tensor, faces: torch.Tensor, size: tuple[int, in
     if backend == "auto":
         backend = "nvdiffrast" if clip_verts.is_cuda and _nvdiffrast() is not None else "torch"
     if backend == "nvdiffrast":
+        if not clip_verts.is_cuda or _nvdiffrast() is None:
+            raise InputError("the nvdiffrast backend needs CUDA and the nvdiffrast package (pip install faceedit[cuda])")
         return _rasterize_nvdiffrast(clip_verts, faces, H, W, cull_backfaces)
     if backend != "torch":
         raise InputError(f"unknown rasteriser backend '{backend}' (auto, torch, nvdiffrast)")
@@ -383,17 +385,42 @@ _CONTEXTS: dict = {}
 
 
 def _rasterize_nvdiffrast(clip: torch.Tensor, faces: torch.Tensor, H: int, W: int, cull: bool) -> Fragments:
-    """nvdiffrast: rows are bottom-up there, and (u, v) weight vertices 0 and 1 of the triangle."""
+    """nvdiffrast: rows are bottom-up there, and (u, v) weight vertices 0 and 1 of the triangle.
+
+    nvdiffrast has no culling switch, and one triangle list serves every image of a batch; with
+    culling each image is rasterised with its own front-facing triangles (`_front_facing`)."""
     dr = _nvdiffrast()
-    if dr is None or not clip.is_cuda:
-        raise InputError("the nvdiffrast backend needs CUDA and the nvdiffrast package (pip install faceedit[cuda])")
     ctx = _CONTEXTS.setdefault(clip.device, dr.RasterizeCudaContext(device=clip.device))
-    tri = faces.int().contiguous()
-    if cull:  # nvdiffrast has no culling switch: drop back faces per item
-        raise InputError("back-face culling is only implemented in the torch backend")
-    rast, _ = dr.rasterize(ctx, clip.contiguous(), tri, (H, W))
-    rast = torch.flip(rast, dims=[1])
-    u, v, zw, tid = rast.unbind(-1)
-    face_id = tid.long() - 1
+    if cull:
+        parts = [_nvdiffrast_pass(dr, ctx, clip[b:b + 1], faces, H, W, _front_facing(clip[b], faces).nonzero()[:, 0])
+                 for b in range(clip.shape[0])]
+        rast, face_id = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    else:
+        rast, face_id = _nvdiffrast_pass(dr, ctx, clip, faces, H, W, None)
+    u, v, zw, _ = rast.unbind(-1)
     bary = torch.stack([u, v, 1 - u - v], -1) * (face_id >= 0)[..., None]
     return Fragments(face_id, bary, torch.where(face_id >= 0, zw, torch.ones_like(zw)))
+
+
+def _nvdiffrast_pass(dr, ctx, clip: torch.Tensor, faces: torch.Tensor, H: int, W: int,
+                     ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One dr.rasterize call over faces[ids] (all faces when ids is None) -> rast [B,H,W,4] with
+    rows top-down, and face_id [B,H,W] long into `faces` (-1 none)."""
+    if ids is not None and len(ids) == 0:  # every triangle culled
+        return clip.new_zeros(clip.shape[0], H, W, 4), torch.full((clip.shape[0], H, W), -1, device=clip.device)
+    tri = (faces if ids is None else faces[ids]).int().contiguous()
+    rast, _ = dr.rasterize(ctx, clip.contiguous(), tri, (H, W))
+    rast = torch.flip(rast, dims=[1])
+    face_id = rast[..., 3].long() - 1  # nvdiffrast stores triangle index + 1, 0 for none
+    if ids is not None:
+        face_id = torch.where(face_id >= 0, ids[face_id.clamp(min=0)], face_id)
+    return rast, face_id
+
+
+def _front_facing(clip: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+    """clip [V,4], faces [F,3] -> [F] bool: counter-clockwise in NDC, as the torch backend culls.
+    A triangle with a corner behind the eye is kept: nvdiffrast clips it, so let it decide."""
+    ndc = clip[:, :2] / clip[:, 3:]
+    a, b, c = ndc[faces[:, 0]], ndc[faces[:, 1]], ndc[faces[:, 2]]
+    area = (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (c[:, 0] - a[:, 0]) * (b[:, 1] - a[:, 1])
+    return (area > 0) | (clip[faces, 3] <= 0).any(1)
