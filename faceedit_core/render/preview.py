@@ -81,7 +81,7 @@ class PreviewRenderer:
         n = F.normalize(interpolate_covered(normals, frags, self.faces, hit), dim=-1)
         lambert = (n @ light).clamp(min=0)
         rgb = (self._albedo(frags, hit) * (0.38 + 0.72 * lambert)[:, None]).clamp(0, 1)
-        return torch.zeros(Hs * Ws, 4).index_copy_(0, hit, F.pad(rgb, (0, 1), value=1.0)).view(1, Hs, Ws, 4)
+        return rgb.new_zeros(Hs * Ws, 4).index_copy_(0, hit, F.pad(rgb, (0, 1), value=1.0)).view(1, Hs, Ws, 4)
 
 
 def _resolve(samples: torch.Tensor, s: int) -> torch.Tensor:
