@@ -50,7 +50,7 @@ class PaperModels:
     def from_models_dir(cls, path: str | os.PathLike, device: str = "cpu", guidance: bool = False,
                         sr_precision: str = "auto") -> "PaperModels":
         """Load FLAME and Next3D (and CLIP + ArcFace when `guidance`) from a model folder;
-        `sr_precision` of Next3D's super-resolution (next3d.layers.reduced_dtype)."""
+        `sr_precision` of Next3D's super-resolution (next3d.precision.reduced_dtype)."""
         from .next3d.generator import Next3DGenerator
         md = ModelsDir(path)
         files = require(md, TRAIN_SLOTS if guidance else EDIT_SLOTS)

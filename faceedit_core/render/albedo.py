@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..flame.procedural_shape import BROW_Y, LIP_EDGE, MOUTH_HALF_WIDTH, MOUTH_Y, _profile, smoothstep
-from ..flame.procedural_topology import EYE_BANDS, EYE_U0, SKIN_U_MAX, uv_to_eye, uv_to_skin
+from ..flame.procedural_shape import BROW_Y, LIP_EDGE, MOUTH_HALF_WIDTH, MOUTH_Y, _profile, column_angles, smoothstep
+from ..flame.procedural_topology import EYE_BANDS, EYE_U0, skin_u, uv_to_eye, uv_to_skin
 
 SKIN = np.array([0.80, 0.60, 0.49])
 CHEEK = np.array([0.82, 0.52, 0.45])
@@ -21,11 +21,12 @@ HAIR = np.array([0.20, 0.13, 0.09])
 MOUTH = np.array([0.22, 0.05, 0.06])
 SCLERA, IRIS, PUPIL = np.array([0.93, 0.91, 0.88]), np.array([0.30, 0.42, 0.55]), np.array([0.03, 0.03, 0.03])
 NEUTRAL = np.array([0.78, 0.66, 0.58])
-# Where the skin island's colour (UVs up to u = 0.8083, one seam column past SKIN_U_MAX) hands over
-# to the eyes' (from EYE_U0 = 0.82) in the gap between them: each runs a few texels into the gap,
-# so bilinear sampling at an island's edge reads the island's own colour (the eyes' sclera 0.2
-# texel past the skin's last column drew a light line down the back of the head).
-GUTTER_U = 0.5 * (SKIN_U_MAX + 0.0083 + EYE_U0)
+# The skin island ends at its seam column, the first column again one turn on (u = 0.808); the
+# eyes' islands start at EYE_U0 = 0.82. Each island's colour runs into the gap between them up to
+# its middle, so bilinear sampling at an island's edge reads the island's own colour (the eyes'
+# sclera 0.2 texel past the skin's last column drew a light line down the back of the head).
+SKIN_U_END = float(skin_u(column_angles()[0] + 2 * np.pi))
+GUTTER_U = 0.5 * (SKIN_U_END + EYE_U0)
 
 
 def _noise(u: np.ndarray, v: np.ndarray, seed: int = 3) -> np.ndarray:

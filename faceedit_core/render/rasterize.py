@@ -317,7 +317,7 @@ def _rasterize_torch(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: i
     grad = torch.is_grad_enabled()  # a thread-local mode: the workers take the caller's
     track = grad and clip_verts.requires_grad
 
-    def image(b: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def rasterise_image(b: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         rows = slice(b * n, (b + 1) * n)
         with torch.set_grad_enabled(grad):
             hit, bary_hit, depth_hit = covered_pixels(clip_verts[b:b + 1], faces, H, W, cull_backfaces,
@@ -326,7 +326,7 @@ def _rasterize_torch(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: i
                 _write_frames(bary[rows], depth[rows], hit, bary_hit, depth_hit)
         return hit + b * n, bary_hit, depth_hit
 
-    parts = list(_POOL.map(image, range(B)))
+    parts = list(_POOL.map(rasterise_image, range(B)))
     if track:
         _write_frames(bary, depth, *(torch.cat(t, -1) for t in zip(*parts)))
     return Fragments(face_id.view(B, H, W), bary.view(B, H, W, 3), depth.view(B, H, W))
