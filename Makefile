@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 BLENDER_VENV := .venv-blender
 BLENDER_STAMP := $(BLENDER_VENV)/.installed
 
-.PHONY: demo test venv bench eval clean blender-venv addon test-blender
+.PHONY: demo test lint venv bench eval clean blender-venv addon test-blender
 
 venv: $(STAMP)
 
@@ -31,12 +31,16 @@ demo: $(STAMP) addon
 	$(VENV)/bin/python -m faceedit_core.cli demo --out out/demo
 	$(VENV)/bin/python demo/run_blender_demo.py --zip dist --out out/demo
 
-# the whole suite, Blender tests included (tests/test_blender_addon.py drives bpy in .venv-blender)
-test: $(STAMP) addon
+# lint + format check, then the whole suite, Blender tests included (tests/blender_addon/ drives bpy in .venv-blender)
+test: $(STAMP) addon lint
 	$(VENV)/bin/python -m pytest -q
 
+lint: $(STAMP)
+	$(VENV)/bin/python -m ruff check .
+	$(VENV)/bin/python -m ruff format --check .
+
 test-blender: $(STAMP) $(BLENDER_STAMP)
-	$(VENV)/bin/python -m pytest -q tests/test_blender_addon.py
+	$(VENV)/bin/python -m pytest -q tests/blender_addon
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/run_all.py

@@ -2,8 +2,8 @@
 
     python build_addon.py [--out dist] [--platforms linux-x64,windows-x64,macos-arm64,macos-x64]
 
-Stages blender_addon/ into build/addon/faceedit/, copies the torch-free wire modules
-(backend_server/protocol.py and client.py: their single source) into its `wire/` package,
+Stages blender_addon/ into build/addon/faceedit/, copies the torch-free wire package
+(faceedit_wire/, shared with the server: its single source) whole into its `wire/` package,
 fetches unmodified pyzmq and msgpack wheels with pip, writes them into the manifest and runs the
 extension builder that ships inside the bpy wheel (`blender_ext.py build`). The bpy wheel is
 looked up in .venv-blender, or given with --blender-ext.
@@ -18,16 +18,20 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-WIRE_MODULES = ("protocol.py", "client.py")
 WHEELS = ("pyzmq==27.3.0", "msgpack==1.2.4")
 # Blender platform -> pip platform tags (pip also accepts the older manylinux/macOS tags they imply)
-PIP_PLATFORMS = {"linux-x64": ["manylinux_2_28_x86_64"], "windows-x64": ["win_amd64"],
-                 "macos-arm64": ["macosx_11_0_arm64"], "macos-x64": ["macosx_10_15_x86_64"]}
+PIP_PLATFORMS = {
+    "linux-x64": ["manylinux_2_28_x86_64"],
+    "windows-x64": ["win_amd64"],
+    "macos-arm64": ["macosx_11_0_arm64"],
+    "macos-x64": ["macosx_10_15_x86_64"],
+}
 BLENDER_EXT = "lib/python3.11/site-packages/bpy/5.0/scripts/addons_core/bl_pkg/cli/blender_ext.py"
 
 
 def current_platform() -> str:
     import platform
+
     machine = platform.machine().lower()
     arch = "arm64" if machine in ("arm64", "aarch64") else "x64"
     system = {"darwin": "macos", "win32": "windows"}.get(sys.platform, "linux")
@@ -35,16 +39,12 @@ def current_platform() -> str:
 
 
 def stage(stage_dir: Path) -> Path:
-    """blender_addon/ + wire/{protocol,client}.py -> stage_dir/faceedit (a fresh copy)."""
+    """blender_addon/ + faceedit_wire/ (as wire/) -> stage_dir/faceedit (a fresh copy)."""
     pkg = stage_dir / "faceedit"
     if pkg.exists():
         shutil.rmtree(pkg)
     shutil.copytree(ROOT / "blender_addon", pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "wheels"))
-    wire = pkg / "wire"
-    wire.mkdir()
-    (wire / "__init__.py").write_text('"""Copied from backend_server/ by build_addon.py: edit the originals there."""\n')
-    for name in WIRE_MODULES:
-        shutil.copy2(ROOT / "backend_server" / name, wire / name)
+    shutil.copytree(ROOT / "faceedit_wire", pkg / "wire", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return pkg
 
 
@@ -55,8 +55,21 @@ def fetch_wheels(pkg: Path, platforms: list[str], cache: Path) -> list[str]:
     for plat in platforms:
         dest = cache / plat
         dest.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--no-deps",
-               "--python-version", "3.11", "--implementation", "cp", "-d", str(dest)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--only-binary=:all:",
+            "--no-deps",
+            "--python-version",
+            "3.11",
+            "--implementation",
+            "cp",
+            "-d",
+            str(dest),
+        ]
         for tag in PIP_PLATFORMS[plat]:
             cmd += ["--platform", tag]
         subprocess.run(cmd + list(WHEELS), check=True)
@@ -81,9 +94,11 @@ def write_manifest(pkg: Path, wheels: list[str], platforms: list[str]) -> None:
 def find_blender_ext(given: str | None) -> Path:
     path = Path(given) if given else ROOT / ".venv-blender" / BLENDER_EXT
     if not path.is_file():
-        raise SystemExit(f"build_addon: the extension builder {path} is missing: create .venv-blender "
-                         f"(`make blender-venv`: python3.11 -m venv .venv-blender && .venv-blender/bin/pip install "
-                         f"bpy==5.0.1) or pass --blender-ext PATH/TO/blender_ext.py")
+        raise SystemExit(
+            f"build_addon: the extension builder {path} is missing: create .venv-blender "
+            f"(`make blender-venv`: python3.11 -m venv .venv-blender && .venv-blender/bin/pip install "
+            f"bpy==5.0.1) or pass --blender-ext PATH/TO/blender_ext.py"
+        )
     return path
 
 
@@ -108,8 +123,11 @@ def build(out: Path, platforms: list[str], blender_ext: Path, work: Path = ROOT 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "dist"), help="folder for the zip(s)")
-    ap.add_argument("--platforms", default=current_platform(),
-                    help=f"comma-separated, of {', '.join(PIP_PLATFORMS)} (default: this machine's)")
+    ap.add_argument(
+        "--platforms",
+        default=current_platform(),
+        help=f"comma-separated, of {', '.join(PIP_PLATFORMS)} (default: this machine's)",
+    )
     ap.add_argument("--blender-ext", default=None, help="path to blender_ext.py (default: from .venv-blender)")
     ns = ap.parse_args(argv)
     platforms = [p.strip() for p in ns.platforms.split(",") if p.strip()]

@@ -9,29 +9,28 @@ from pathlib import Path
 
 
 def _serve(ns) -> int:
-    from .server import CurveConfig, Server
+    from backend_server.server import CurveConfig, Server
 
     def factory():
-        from faceedit_core.edit import Editor
-        if ns.models:
-            return Editor.from_models_dir(ns.models, device=ns.device, sr_precision=ns.sr_precision)
-        return Editor.preview(device=ns.device)
+        from faceedit_core.factory import build_editor
 
-    models = {}
+        options = {"sr_precision": ns.sr_precision} if ns.models else {}
+        return build_editor(ns.models, device=ns.device, **options)
+
+    from faceedit_core.errors import MissingModelError
+    from faceedit_core.factory import preflight
+
     if ns.models:
-        from faceedit_core.assets import ModelsDir
-        from faceedit_core.errors import MissingModelError
-        from faceedit_core.mapper_sets import find_mapper_sets
-        from faceedit_core.paper_models import EDIT_SLOTS, require
-        md = ModelsDir(ns.models)
-        logging.info("%s", md.describe())
-        try:  # refuse to start without the files an edit needs; the models load on the first request
-            require(md, EDIT_SLOTS)
-        except MissingModelError as exc:
-            print(f"faceedit-server: {exc}", file=sys.stderr)
-            return 2
-        models = {**md.present(), "mappers": sorted(find_mapper_sets(md.path / "mappers"))}
-        logging.info("paper tier: %d trained mapper set(s) in %s", len(models["mappers"]), md.path / "mappers")
+        from faceedit_core.storage.models_dir import ModelsDir
+
+        logging.info("%s", ModelsDir(ns.models).describe())
+    try:  # refuse to start without the files an edit needs; the models load on the first request
+        models = preflight(ns.models)
+    except MissingModelError as exc:
+        print(f"faceedit-server: {exc}", file=sys.stderr)
+        return 2
+    if ns.models:
+        logging.info("paper tier: %d trained mapper set(s) in %s", len(models["mappers"]), Path(ns.models) / "mappers")
     curve = CurveConfig(Path(ns.curve_secret), Path(ns.curve_clients)) if ns.curve_secret else None
     try:
         server = Server(factory, ns.bind, curve=curve, models=models)
@@ -47,6 +46,7 @@ def _serve(ns) -> int:
 
 def _keys(ns) -> int:
     import zmq.auth
+
     out = Path(ns.out)
     for name in ("server", "client"):
         (out / name).mkdir(parents=True, exist_ok=True)
@@ -58,17 +58,24 @@ def _keys(ns) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     from faceedit_core.next3d.precision import PRECISIONS
+
     parser = argparse.ArgumentParser(prog="faceedit-server", description="FaceEdit backend (ZeroMQ + msgpack).")
     sub = parser.add_subparsers(dest="command")
     keys = sub.add_parser("keys", help="generate CURVE key pairs for the server and a client")
     keys.add_argument("--out", default="faceedit-keys", help="folder for the key files")
     for p in (parser,):
-        p.add_argument("--bind", default="tcp://127.0.0.1:5555", help="address to bind (loopback unless CURVE keys are given)")
+        p.add_argument(
+            "--bind", default="tcp://127.0.0.1:5555", help="address to bind (loopback unless CURVE keys are given)"
+        )
         p.add_argument("--models", default=None, help="folder with your own model files (paper tier)")
         p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-        p.add_argument("--sr-precision", default="auto", choices=PRECISIONS,
-                       help="paper tier: Next3D super-resolution precision (auto: float16 on CUDA, float32 "
-                            "elsewhere, as released; bf16: 2x faster views on CPUs with AMX)")
+        p.add_argument(
+            "--sr-precision",
+            default="auto",
+            choices=PRECISIONS,
+            help="paper tier: Next3D super-resolution precision (auto: float16 on CUDA, float32 "
+            "elsewhere, as released; bf16: 2x faster views on CPUs with AMX)",
+        )
         p.add_argument("--curve-secret", default=None, help="server secret key file (from `faceedit-server keys`)")
         p.add_argument("--curve-clients", default=None, help="folder of allowed client public keys")
         p.add_argument("-v", "--verbose", action="store_true")

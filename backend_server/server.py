@@ -10,7 +10,6 @@ restart or a timeout) or, while its job still runs, re-attached to the new conne
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import itertools
 import logging
 import queue
@@ -24,8 +23,9 @@ from typing import Callable
 
 import zmq
 
-from . import protocol as P
-from .handlers import HANDLERS
+from backend_server.handlers import HANDLERS
+from faceedit_wire import protocol as P
+from faceedit_wire.net import is_loopback
 
 log = logging.getLogger("faceedit.server")
 QUICK_OPS = ("ping", "status", "cancel")
@@ -63,16 +63,6 @@ class Job:
     cache_key: str | None = None
 
 
-def is_loopback(address: str) -> bool:
-    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
-    if host in ("localhost",):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def edit_cache_key(op: str, args: dict) -> str | None:
     """Identical edits (same params, prompt, mapper ids, intensity) share one result."""
     if op != "edit":
@@ -81,15 +71,23 @@ def edit_cache_key(op: str, args: dict) -> str | None:
 
 
 class Server:
-    def __init__(self, editor_factory: Callable[[], object], address: str = "tcp://127.0.0.1:5555",
-                 curve: CurveConfig | None = None, models: dict | None = None, context: zmq.Context | None = None):
+    def __init__(
+        self,
+        editor_factory: Callable[[], object],
+        address: str = "tcp://127.0.0.1:5555",
+        curve: CurveConfig | None = None,
+        models: dict | None = None,
+        context: zmq.Context | None = None,
+    ):
         if not is_loopback(address) and curve is None:
-            raise ValueError(f"refusing to bind {address} without CURVE keys: only loopback addresses may be "
-                             f"used unencrypted (generate keys with `faceedit-server keys`)")
+            raise ValueError(
+                f"refusing to bind {address} without CURVE keys: only loopback addresses may be "
+                f"used unencrypted (generate keys with `faceedit-server keys`)"
+            )
         self.editor_factory, self.address, self.curve, self.models = editor_factory, address, curve, models or {}
         self.ctx = context or zmq.Context.instance()
-        self.replies = LRU(1024)        # request id -> encoded reply
-        self.edit_results = LRU(256)    # edit args hash -> result map
+        self.replies = LRU(1024)  # request id -> encoded reply
+        self.edit_results = LRU(256)  # edit args hash -> result map
         self.jobs: dict[str, Job] = {}
         self.work: queue.Queue = queue.Queue()
         self.outbox: queue.Queue = queue.Queue()
@@ -149,6 +147,7 @@ class Server:
 
     def _error_from_exception(self, req_id: str, exc: Exception) -> dict:
         from faceedit_core.errors import Cancelled, InputError, MissingModelError, PromptNotUnderstood
+
         if isinstance(exc, PromptNotUnderstood):
             return P.error(req_id, P.PROMPT_NOT_UNDERSTOOD, str(exc)) | {"suggestions": exc.suggestions}
         if isinstance(exc, Cancelled):
@@ -161,7 +160,9 @@ class Server:
         return P.error(req_id, P.INTERNAL, f"internal error: {exc.__class__.__name__}: {exc}")
 
     def _finish(self, job: Job, message: dict) -> None:
-        job.state = "done" if message.get("ok") else ("cancelled" if message["error"]["code"] == P.CANCELLED else "failed")
+        job.state = (
+            "done" if message.get("ok") else ("cancelled" if message["error"]["code"] == P.CANCELLED else "failed")
+        )
         self._post((job.req_id, P.encode(message), True))
 
     # ------------------------------------------------------------------ socket side
@@ -173,6 +174,7 @@ class Server:
         if self.curve is not None:
             from zmq import auth as zmq_auth
             from zmq.auth.thread import ThreadAuthenticator
+
             self._auth = ThreadAuthenticator(self.ctx)
             self._auth.start()
             self._auth.configure_curve(domain="*", location=str(self.curve.clients_dir))

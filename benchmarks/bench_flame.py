@@ -26,13 +26,23 @@ def flame_sized_model(seed: int = 0) -> tuple[FlameModel, LandmarkEmbedding]:
     V, F = 5023, 9976
     weights = rng.dirichlet(np.ones(5), size=V).astype(np.float32)
     J = rng.dirichlet(np.ones(V), size=5).astype(np.float32)
-    model = FlameModel(rng.normal(size=(V, 3)).astype(np.float32) * 0.1,
-                       rng.normal(size=(V, 3, 400)).astype(np.float32) * 1e-3,
-                       rng.normal(size=(V, 3, 36)).astype(np.float32) * 1e-3, J, weights,
-                       np.array([-1, 0, 1, 1, 1]), rng.integers(0, V, size=(F, 3)))
-    lm = LandmarkEmbedding(rng.integers(0, F, 51), np.full((51, 3), 1 / 3, np.float32),
-                           rng.integers(0, F, (79, 17)), np.full((79, 17, 3), 1 / 3, np.float32),
-                           rng.integers(0, F, 68), np.full((68, 3), 1 / 3, np.float32))
+    model = FlameModel(
+        rng.normal(size=(V, 3)).astype(np.float32) * 0.1,
+        rng.normal(size=(V, 3, 400)).astype(np.float32) * 1e-3,
+        rng.normal(size=(V, 3, 36)).astype(np.float32) * 1e-3,
+        J,
+        weights,
+        np.array([-1, 0, 1, 1, 1]),
+        rng.integers(0, V, size=(F, 3)),
+    )
+    lm = LandmarkEmbedding(
+        rng.integers(0, F, 51),
+        np.full((51, 3), 1 / 3, np.float32),
+        rng.integers(0, F, (79, 17)),
+        np.full((79, 17, 3), 1 / 3, np.float32),
+        rng.integers(0, F, 68),
+        np.full((68, 3), 1 / 3, np.float32),
+    )
     return model, lm
 
 

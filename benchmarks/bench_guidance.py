@@ -19,15 +19,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fmt, timeit  # noqa: E402
 
-from faceedit_core.guidance.arcface import KNOWN_DEPTHS, ArcFaceConfig, IdentityNet, build_backbone, identity_loss  # noqa: E402
-from faceedit_core.guidance.clip_model import ClipGuidance, load_clip  # noqa: E402
-from faceedit_core.guidance.objective import clip_loss, clip_target  # noqa: E402
-from faceedit_core.guidance.pae import PAEBasis  # noqa: E402
+from faceedit_core.paper.arcface import KNOWN_DEPTHS, ArcFaceConfig, IdentityNet, build_backbone, identity_loss  # noqa: E402
+from faceedit_core.paper.clip_model import ClipGuidance, load_clip  # noqa: E402
+from faceedit_core.paper.objective import clip_loss, clip_target  # noqa: E402
+from faceedit_core.paper.pae import PAEBasis  # noqa: E402
 
 
 def vit_b32() -> ClipGuidance:
     import open_clip
     from open_clip.model import CLIP
+
     config = open_clip.get_model_config("ViT-B-32-quickgelu")
     return ClipGuidance(CLIP(**config), config)
 
@@ -44,6 +45,7 @@ def main() -> dict:
     clip = vit_b32()
     with tempfile.TemporaryDirectory() as d:
         from safetensors.torch import save_file
+
         path = Path(d) / "ViT-B-32.safetensors"
         save_file({k: v.half().contiguous() for k, v in clip.model.state_dict().items()}, str(path))
         t = time.perf_counter()
@@ -67,15 +69,20 @@ def main() -> dict:
             x = init.clone().requires_grad_(True)
             clip_loss(clip, x, target).backward()
 
-        rows = {"clip forward": timeit(clip_fwd, repeats=reps), "clip loss fwd+bwd": timeit(clip_step, repeats=reps),
-                "pae target (6-prompt basis + e_I)": timeit(lambda: clip_target(clip, PAEBasis.build(clip), init,
-                                                                                "A person who is smiling."), repeats=reps)}
+        rows = {
+            "clip forward": timeit(clip_fwd, repeats=reps),
+            "clip loss fwd+bwd": timeit(clip_step, repeats=reps),
+            "pae target (6-prompt basis + e_I)": timeit(
+                lambda: clip_target(clip, PAEBasis.build(clip), init, "A person who is smiling."), repeats=reps
+            ),
+        }
         for name, net in nets.items():
             net.to(device)
 
             def id_step(net=net):
                 x = init.clone().requires_grad_(True)
                 identity_loss(net, x, init).backward()
+
             rows[f"{name} identity loss fwd+bwd"] = timeit(id_step, repeats=reps)
         base = rows["clip loss fwd+bwd"]["median_ms"]
         print(f"== {device}, batch 2 x 512x512, {torch.get_num_threads()} threads")

@@ -23,7 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fmt, timeit  # noqa: E402
-from faceedit_core.assets import load_demo_flame  # noqa: E402
+
+from faceedit_core.flame.default_head import load_demo_flame  # noqa: E402
 from faceedit_core.next3d.generator import Next3DGenerator, flame_inputs  # noqa: E402
 from faceedit_core.next3d.precision import PRECISIONS, reduced_dtype  # noqa: E402
 from faceedit_core.next3d.topology import Next3DTopology  # noqa: E402
@@ -48,12 +49,18 @@ def main(argv: list[str] | None = None) -> None:
     front = orbit([0], [0]).eg3d_c()
     cams = orbit(torch.linspace(-60, 60, args.views), 0.0).eg3d_c()
     with torch.no_grad():
-        ws = g.mapping(torch.randn(1, 512, generator=torch.Generator().manual_seed(0)), front,
-                       truncation_psi=0.7, truncation_cutoff=14)
+        ws = g.mapping(
+            torch.randn(1, 512, generator=torch.Generator().manual_seed(0)),
+            front,
+            truncation_psi=0.7,
+            truncation_cutoff=14,
+        )
         planes = g.planes(ws, verts)
-    print(f"config {args.config}, {sum(p.numel() for p in g.parameters()) / 1e6:.1f} M parameters "
-          f"(built in {build_s:.1f} s), threads {torch.get_num_threads()}, torch {torch.__version__}, "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"config {args.config}, {sum(p.numel() for p in g.parameters()) / 1e6:.1f} M parameters "
+        f"(built in {build_s:.1f} s), threads {torch.get_num_threads()}, torch {torch.__version__}, "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
 
     for precision in args.sr_precision:
         g.superresolution.precision = precision
@@ -67,6 +74,7 @@ def _measure(g, ws, verts, planes, front, cams, args) -> None:
         def run():
             with torch.no_grad():
                 fn()
+
         return run
 
     with torch.no_grad():  # first use of this precision: oneDNN builds its kernels
@@ -74,8 +82,9 @@ def _measure(g, ws, verts, planes, front, cams, args) -> None:
     r = args.repeats
     parts = {
         "planes (texture, static, raster, mouth, blending)": no_grad(lambda: g.planes(ws, verts)),
-        f"volume rendering {g.neural_rendering_resolution}^2 (one view)": no_grad(lambda: g.renderer(
-            planes.planes, g.decoder, *_rays(g, front), g.render_settings)),
+        f"volume rendering {g.neural_rendering_resolution}^2 (one view)": no_grad(
+            lambda: g.renderer(planes.planes, g.decoder, *_rays(g, front), g.render_settings)
+        ),
         "render_view (volume rendering + super-resolution)": no_grad(lambda: g.render_view(planes, ws, front)),
     }
     for name, fn in parts.items():
@@ -88,15 +97,23 @@ def _measure(g, ws, verts, planes, front, cams, args) -> None:
         turns.append(timeit(turn, repeats=1, warmup=0)["median_ms"])
     s, v = statistics.median(singles), statistics.median(turns)
     pairs = ", ".join(f"{t / o:.2f}" for o, t in zip(singles, turns))
-    print(f"{'one view (planes + render_view)':52s} median {s:9.1f} ms  (runs {', '.join(f'{x:.0f}' for x in singles)})")
-    print(f"{f'turntable, {args.views} views (planes once)':52s} median {v:9.1f} ms  (runs {', '.join(f'{x:.0f}' for x in turns)})")
-    print(f"turntable / one view: {v / s:.2f}x of the medians, per run pair {pairs} "
-          f"(per extra view {(v - s) / max(args.views - 1, 1):.0f} ms), "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"{'one view (planes + render_view)':52s} median {s:9.1f} ms  (runs {', '.join(f'{x:.0f}' for x in singles)})"
+    )
+    print(
+        f"{f'turntable, {args.views} views (planes once)':52s} median {v:9.1f} ms  "
+        f"(runs {', '.join(f'{x:.0f}' for x in turns)})"
+    )
+    print(
+        f"turntable / one view: {v / s:.2f}x of the medians, per run pair {pairs} "
+        f"(per extra view {(v - s) / max(args.views - 1, 1):.0f} ms), "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
 
 
 def _rays(g, c):
     from faceedit_core.next3d.renderer import camera_from_c, sample_rays
+
     return sample_rays(*camera_from_c(c), g.neural_rendering_resolution)
 
 

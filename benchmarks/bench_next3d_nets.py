@@ -17,13 +17,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fmt, timeit  # noqa: E402
+
 from faceedit_core.next3d.precision import reduced_dtype  # noqa: E402
 from faceedit_core.next3d.stylegan2 import StyleGAN2Backbone  # noqa: E402
 from faceedit_core.next3d.styleunet import StyleUNet  # noqa: E402
 from faceedit_core.next3d.superres import SuperresolutionHybrid8XDC  # noqa: E402
 
-FULL = dict(channel_base=32768, channel_max=512, num_fp16_res=0, conv_clamp=None,
-            fused_modconv_default="inference_only")
+FULL = dict(
+    channel_base=32768, channel_max=512, num_fp16_res=0, conv_clamp=None, fused_modconv_default="inference_only"
+)
 
 
 def main() -> None:
@@ -38,21 +40,31 @@ def main() -> None:
     torch.manual_seed(0)
     ws = torch.randn(1, 14, 512, device=dev)
     nets = {
-        "texture (StyleGAN2, 32 ch 256^2)": (StyleGAN2Backbone(512, 25, 512, 256, 32, **FULL),
-                                             lambda m: m.synthesis(ws)),
-        "static tri-plane (StyleGAN2, 96 ch 256^2)": (StyleGAN2Backbone(512, 25, 512, 256, 96, mapping_ws=28, **FULL),
-                                                      lambda m: m.synthesis(ws)),
-        "mouth StyleUNet (64^2 -> 256^2)": (StyleUNet(512, 25, 512, 256, 32, 32, 64, 4, 64, **FULL),
-                                            lambda m: m(torch.randn(1, 32, 64, 64, device=dev), ws)),
-        "blending StyleUNet (256^2 -> 256^2)": (StyleUNet(512, 25, 512, 256, 32, 32, 256, 32, 256, **FULL),
-                                                lambda m: m(torch.randn(1, 32, 256, 256, device=dev), ws)),
+        "texture (StyleGAN2, 32 ch 256^2)": (
+            StyleGAN2Backbone(512, 25, 512, 256, 32, **FULL),
+            lambda m: m.synthesis(ws),
+        ),
+        "static tri-plane (StyleGAN2, 96 ch 256^2)": (
+            StyleGAN2Backbone(512, 25, 512, 256, 96, mapping_ws=28, **FULL),
+            lambda m: m.synthesis(ws),
+        ),
+        "mouth StyleUNet (64^2 -> 256^2)": (
+            StyleUNet(512, 25, 512, 256, 32, 32, 64, 4, 64, **FULL),
+            lambda m: m(torch.randn(1, 32, 64, 64, device=dev), ws),
+        ),
+        "blending StyleUNet (256^2 -> 256^2)": (
+            StyleUNet(512, 25, 512, 256, 32, 32, 256, 32, 256, **FULL),
+            lambda m: m(torch.randn(1, 32, 256, 256, device=dev), ws),
+        ),
     }
     for precision in ("auto", "bf16"):
         sr = SuperresolutionHybrid8XDC(32)
         sr.precision = precision
         dtype = str(reduced_dtype(precision, dev)).replace("torch.", "")
-        nets[f"super-resolution (64^2 -> 512^2), {dtype}"] = (sr, lambda m: m(
-            torch.randn(1, 3, 64, 64, device=dev), torch.randn(1, 32, 64, 64, device=dev), ws))
+        nets[f"super-resolution (64^2 -> 512^2), {dtype}"] = (
+            sr,
+            lambda m: m(torch.randn(1, 3, 64, 64, device=dev), torch.randn(1, 32, 64, 64, device=dev), ws),
+        )
     print(f"device {dev}, threads {torch.get_num_threads()}, torch {torch.__version__}")
     for name, (net, call) in nets.items():
         net = net.to(dev).eval()

@@ -5,7 +5,7 @@ Run: .venv/bin/python benchmarks/bench_paper_train.py [--steps 20] [--release-si
    (the original head without gradients, the edited head with them) and the backward pass.
    With --release-sizes the same tiny channels at the release's sizes (256^2 planes, 64^2 mouth,
    512^2 output; the tiny config before its sizes became data) are timed too, once.
-2. The tests' training loop (tests/test_paper_train.py's TINY with one latent: the demo head,
+2. The tests' training loop (tests/paper/test_paper_train.py's TINY with one latent: the demo head,
    tiny Next3D, tiny CLIP and ArcFace, batch 2): seconds per step and the loss (mean of the first
    and last quarter, capped at 10 steps each).
 3. Inference, measured side by side in one run: the mapper forward pass (default config, all 14
@@ -29,14 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fmt, timeit  # noqa: E402
 
-from faceedit_core.mapper_sets import edit_latent  # noqa: E402
 from faceedit_core.mappers import DualMappers, MapperConfig  # noqa: E402
 from faceedit_core.next3d.generator import Next3DGenerator, flame_inputs  # noqa: E402
 from faceedit_core.next3d.topology import Next3DTopology  # noqa: E402
+from faceedit_core.paper.mapper_sets import edit_latent  # noqa: E402
+from faceedit_core.paper.train import train_mappers  # noqa: E402
 from faceedit_core.params import FlameParams  # noqa: E402
 from faceedit_core.render.cameras import orbit  # noqa: E402
-from faceedit_core.train import train_mappers  # noqa: E402
-from tests.paper_fixtures import tiny_models  # noqa: E402
+from tests.helpers.paper import tiny_models  # noqa: E402
 
 
 def run(models, cfg, label: str) -> None:
@@ -48,9 +48,11 @@ def run(models, cfg, label: str) -> None:
     s = r.summary
     for term in history[0]:
         print(f"  {term:8s} per step: " + " ".join(f"{h[term]:.4f}" for h in history))
-    print(f"{label}: {s['steps']} steps, batch {cfg.batch}: {s['seconds_per_step']:.2f} s/step "
-          f"(wall {wall:.1f} s incl. setup); loss {s['loss_first']:.4f} -> {s['loss_last']:.4f} "
-          f"({100 * (1 - s['loss_last'] / s['loss_first']):.1f}% lower)")
+    print(
+        f"{label}: {s['steps']} steps, batch {cfg.batch}: {s['seconds_per_step']:.2f} s/step "
+        f"(wall {wall:.1f} s incl. setup); loss {s['loss_first']:.4f} -> {s['loss_last']:.4f} "
+        f"({100 * (1 - s['loss_last'] / s['loss_first']):.1f}% lower)"
+    )
 
 
 def generator_step(G, layer, batch: int, repeats: int = 5, warmup: int = 1) -> dict:
@@ -66,6 +68,7 @@ def generator_step(G, layer, batch: int, repeats: int = 5, warmup: int = 1) -> d
             before = G.synthesis(ws, c, verts)["image"]
         after = G.synthesis(ws + dws, c, v)["image"]
         ((after - before) ** 2).mean().backward()
+
     return timeit(step, repeats=repeats, warmup=warmup)
 
 
@@ -79,17 +82,22 @@ def main() -> None:
     models = tiny_models(Path(tempfile.mkdtemp()))
     G, layer = models.generator, models.flame
     cfg = G.config
-    print(f"tiny Next3D: {cfg.plane_resolution}^2 planes, {cfg.mouth_resolution}^2 mouth, "
-          f"{cfg.neural_rendering_resolution}^2 rendering, {cfg.output_resolution}^2 output, "
-          f"{cfg.render.depth_resolution}+{cfg.render.depth_resolution_importance} samples")
+    print(
+        f"tiny Next3D: {cfg.plane_resolution}^2 planes, {cfg.mouth_resolution}^2 mouth, "
+        f"{cfg.neural_rendering_resolution}^2 rendering, {cfg.output_resolution}^2 output, "
+        f"{cfg.render.depth_resolution}+{cfg.render.depth_resolution_importance} samples"
+    )
     for batch in (1, 2):
         print(f"generator step, batch {batch}: {fmt(generator_step(G, layer, batch))}")
     if args.release_sizes:
-        big = Next3DGenerator.from_config(cfg.with_(plane_resolution=256, mouth_resolution=64, output_resolution=512),
-                                          Next3DTopology.from_flame_layer(layer))
+        big = Next3DGenerator.from_config(
+            cfg.with_(plane_resolution=256, mouth_resolution=64, output_resolution=512),
+            Next3DTopology.from_flame_layer(layer),
+        )
         print(f"generator step at the release's sizes, batch 1: {fmt(generator_step(big, layer, 1, 2, 1))}")
 
-    from tests.test_paper_train import TINY
+    from tests.paper.test_paper_train import TINY
+
     run(models, replace(TINY, steps=args.steps, n_latents=1), "tests' loop (TINY, one latent)")
 
     G, layer = models.generator, models.flame

@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fmt, timeit  # noqa: E402
 
-from faceedit_core.assets import load_demo_flame  # noqa: E402
+from faceedit_core.flame.default_head import load_demo_flame  # noqa: E402
 from faceedit_core.params import FlameParams  # noqa: E402
 from faceedit_core.render.albedo import demo_albedo  # noqa: E402
 from faceedit_core.render.cameras import Cameras, flame_to_world, turntable  # noqa: E402
@@ -45,12 +45,14 @@ def main(threads: int = 2, rounds: int = 15) -> dict:
         print(f"rasterise 512x512, 1 view:        {fmt(r1)}")
         print(f"rasterise 512x512, 8 views:       {fmt(r8)}  ratio {ratios[-1]:.2f}x one view")
     res["raster_512_1view"], res["raster_512_8views"] = r1, r8
-    print(f"ratio 8 views / 1 view over {rounds} rounds: median {statistics.median(ratios):.2f}x "
-          f"(min {min(ratios):.2f}, max {max(ratios):.2f})")
-    clips = [Cameras(eight.cam2world[i:i + 1], eight.intrinsics[i:i + 1]).project(world)
-             for i in range(len(eight))]
-    res["raster_512_8calls"] = rs = timeit(lambda: [rasterize(c, faces, (512, 512), cull_backfaces=True) for c in clips],
-                                           repeats=3)
+    print(
+        f"ratio 8 views / 1 view over {rounds} rounds: median {statistics.median(ratios):.2f}x "
+        f"(min {min(ratios):.2f}, max {max(ratios):.2f})"
+    )
+    clips = [Cameras(eight.cam2world[i : i + 1], eight.intrinsics[i : i + 1]).project(world) for i in range(len(eight))]
+    res["raster_512_8calls"] = rs = timeit(
+        lambda: [rasterize(c, faces, (512, 512), cull_backfaces=True) for c in clips], repeats=3
+    )
     print(f"rasterise 512x512, 8 single calls: {fmt(rs)}  batched/separate {r8['median_ms'] / rs['median_ms']:.2f}")
     cover = rasterize(eight.project(world), faces, (512, 512), cull_backfaces=True).mask.sum().item()
     cover1 = rasterize(one.project(world), faces, (512, 512), cull_backfaces=True).mask.sum().item()

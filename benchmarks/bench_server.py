@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from backend_server.client import Client  # noqa: E402
 from backend_server.server import Server  # noqa: E402
-from faceedit_core.edit import Editor  # noqa: E402
+from faceedit_core.factory import build_editor  # noqa: E402
 from faceedit_core.params import FlameParams  # noqa: E402
+from faceedit_wire.client import Client  # noqa: E402
 
 N = 200
 
@@ -35,7 +35,7 @@ def percentiles(ms: list[float]) -> dict:
 
 def main(threads: int = 1) -> dict:
     torch.set_num_threads(threads)
-    editor = Editor.preview()
+    editor = build_editor()
     params = FlameParams.zeros(1, 100, 50)
     mapper_id = editor.edit(params, prompt="A person who is smiling").mapper_ids[0]
     intensities = np.linspace(0.5, 1.0, N)
@@ -68,15 +68,22 @@ def main(threads: int = 1) -> dict:
     print(f"edit in-process:      p50 {a['p50_ms']:7.2f} ms  p99 {a['p99_ms']:7.2f} ms  (n={a['n']})")
     print(f"edit over loopback:   p50 {b['p50_ms']:7.2f} ms  p99 {b['p99_ms']:7.2f} ms  (n={b['n']})")
     print(f"protocol overhead:    p50 {b['p50_ms'] - a['p50_ms']:7.2f} ms")
-    print(f"CPU time per edit (all threads): in-process {cpu_local:.2f} ms, loopback {cpu_remote:.2f} ms "
-          f"(overhead {cpu_remote - cpu_local:.2f} ms); load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"CPU time per edit (all threads): in-process {cpu_local:.2f} ms, loopback {cpu_remote:.2f} ms "
+        f"(overhead {cpu_remote - cpu_local:.2f} ms); load average {os.getloadavg()[0]:.1f}"
+    )
     a["cpu_ms"], b["cpu_ms"] = cpu_local, cpu_remote
     return {"edit_in_process": a, "edit_loopback": b}
 
 
 if __name__ == "__main__":
     import argparse
+
     ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch intra-op threads of the in-process side (the server's worker keeps torch's default)")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads of the in-process side (the server's worker keeps torch's default)",
+    )
     main(ap.parse_args().threads)

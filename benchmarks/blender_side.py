@@ -17,8 +17,8 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "blender"))
-from common import configure, drain, install  # noqa: E402  (tests/blender/common.py)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "blender_addon" / "in_blender"))
+from common import configure, drain, install  # noqa: E402  (tests/blender_addon/in_blender/common.py)
 
 
 def ms(fn, n: int) -> list[float]:
@@ -55,7 +55,9 @@ def main() -> None:
     params = fe.rig.read_params(head)
 
     def wire(i):
-        client.call("edit", {"params": params, "prompt": scene.faceedit.prompt, "intensity": float(intensities[2 * i + 1])})
+        client.call(
+            "edit", {"params": params, "prompt": scene.faceedit.prompt, "intensity": float(intensities[2 * i + 1])}
+        )
 
     via_addon, via_wire = [], []
     for i in range(n):  # interleaved, so both paths see the same machine load
@@ -69,11 +71,24 @@ def main() -> None:
     write = ms(lambda i: fe.apply.write_shape_key(head, "FE smiling", verts), n)
     idle = ms(lambda i: fe.session.JOBS.poll_step(), 200)
     render = client.call("render", {"params": params, "size": 256, "turntable": {"views": 4}})
-    planes = ms(lambda i: fe.apply.image_planes(scene, head, "FE views bench", render["images"][0], 256, [0, 1, 2, 3]), 5)
+    planes = ms(
+        lambda i: fe.apply.image_planes(scene, head, "FE views bench", render["images"][0], 256, [0, 1, 2, 3]), 5
+    )
     p50 = lambda v: v[len(v) // 2]  # noqa: E731
-    print(json.dumps({"n": n, "addon_p50_ms": p50(via_addon), "wire_p50_ms": p50(via_wire),
-                      "addon_p90_ms": via_addon[int(0.9 * n)], "wire_p90_ms": via_wire[int(0.9 * n)],
-                      "shape_key_write_ms": p50(write), "idle_poll_ms": p50(idle), "planes_4x256_ms": p50(planes)}))
+    print(
+        json.dumps(
+            {
+                "n": n,
+                "addon_p50_ms": p50(via_addon),
+                "wire_p50_ms": p50(via_wire),
+                "addon_p90_ms": via_addon[int(0.9 * n)],
+                "wire_p90_ms": via_wire[int(0.9 * n)],
+                "shape_key_write_ms": p50(write),
+                "idle_poll_ms": p50(idle),
+                "planes_4x256_ms": p50(planes),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

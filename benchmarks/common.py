@@ -17,8 +17,13 @@ def timeit(fn: Callable[[], object], repeats: int = 7, warmup: int = 1) -> dict:
         fn()
         ms.append((time.perf_counter() - t) * 1000)
     ms.sort()
-    return {"median_ms": statistics.median(ms), "min_ms": ms[0], "max_ms": ms[-1],
-            "p90_ms": ms[min(len(ms) - 1, int(0.9 * len(ms)))], "n": len(ms)}
+    return {
+        "median_ms": statistics.median(ms),
+        "min_ms": ms[0],
+        "max_ms": ms[-1],
+        "p90_ms": ms[min(len(ms) - 1, int(0.9 * len(ms)))],
+        "n": len(ms),
+    }
 
 
 def fmt(r: dict) -> str:

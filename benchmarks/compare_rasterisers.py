@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import timeit  # noqa: E402
-from faceedit_core.assets import load_demo_flame  # noqa: E402
+
+from faceedit_core.flame.default_head import load_demo_flame  # noqa: E402
 from faceedit_core.params import FlameParams  # noqa: E402
 from faceedit_core.render.cameras import flame_to_world, turntable  # noqa: E402
 
@@ -41,8 +42,11 @@ def main(paths: list[Path], rounds: int) -> None:
     layer = load_demo_flame()
     world = flame_to_world(layer(FlameParams.zeros(1, 300, 100)).vertices.detach()[0])
     one, eight = turntable(1, (0, 0)).project(world), turntable(8).project(world)
-    calls = [(lambda m=m, c=c: m.rasterize(c, layer.faces, (512, 512), cull_backfaces=True))
-             for m in versions for c in (one, eight)]
+    calls = [
+        (lambda m=m, c=c: m.rasterize(c, layer.faces, (512, 512), cull_backfaces=True))
+        for m in versions
+        for c in (one, eight)
+    ]
     for call in calls:  # warm-up: pools, compilation
         call(), call()
     times = [([], []) for _ in versions]
@@ -52,8 +56,10 @@ def main(paths: list[Path], rounds: int) -> None:
             times[i][1].append(timeit(calls[2 * i + 1], repeats=3, warmup=0)["median_ms"])
     for path, (t1, t8) in zip(paths, times):
         ratios = [b / a for a, b in zip(t1, t8)]
-        print(f"{path}: 1 view {statistics.median(t1):.1f} ms, 8 views {statistics.median(t8):.1f} ms, "
-              f"ratio median {statistics.median(ratios):.2f}x (min {min(ratios):.2f}, max {max(ratios):.2f})")
+        print(
+            f"{path}: 1 view {statistics.median(t1):.1f} ms, 8 views {statistics.median(t8):.1f} ms, "
+            f"ratio median {statistics.median(ratios):.2f}x (min {min(ratios):.2f}, max {max(ratios):.2f})"
+        )
 
 
 if __name__ == "__main__":

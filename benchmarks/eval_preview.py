@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from faceedit_core.edit import PAPER_PROMPTS, Editor  # noqa: E402
+from faceedit_core.au.critic import success  # noqa: E402
+from faceedit_core.editor import PAPER_PROMPTS
+from faceedit_core.factory import build_editor  # noqa: E402
 from faceedit_core.flame.procedural_expressions import component_regions  # noqa: E402
-from faceedit_core.guidance.au_critic import success  # noqa: E402
 from faceedit_core.params import FlameParams  # noqa: E402
 from faceedit_core.render.cameras import orbit  # noqa: E402
 from faceedit_core.render.images import contact_sheet, save_png  # noqa: E402
@@ -40,7 +41,7 @@ def main() -> None:
     ap.add_argument("--image", default="docs/images/evaluation_grid.png")
     ns = ap.parse_args()
     torch.set_num_threads(2)
-    editor = Editor.preview()
+    editor = build_editor()
     params = identities(N_IDENTITIES)
     regions = torch.from_numpy(component_regions(editor.layer.model.shapedirs[:, :, 300:]).max(0) > 0)  # [V]
     rows, tiles = [], []
@@ -60,25 +61,38 @@ def main() -> None:
         disp = (result.vertices - neutral_verts).norm(dim=-1)  # [B,V]
         outside = disp[:, ~regions].mean().item() * 1000
         inside = disp[:, regions].mean().item() * 1000
-        rows.append((prompt, "+".join(sorted(target, key=lambda a: int(a[2:]))), acc, base, shape_change, inside, outside))
+        rows.append(
+            (prompt, "+".join(sorted(target, key=lambda a: int(a[2:]))), acc, base, shape_change, inside, outside)
+        )
         tiles.append(editor.render(result.params.index(slice(0, 3)), cams, 160)[:, 0])
         print(f"{prompt:32s} AU acc {acc:.2f} (baseline {base:.2f})  outside-region displacement {outside:.3f} mm")
     grid = contact_sheet(np.stack(tiles, 1))  # rows: identities; columns: neutral, six prompts
     save_png(ns.image, np.concatenate([grid, np.full(grid.shape[:2] + (1,), 255, np.uint8)], -1))
-    lines = ["# Preview tier: measured expression accuracy", "",
-             f"Produced by `benchmarks/eval_preview.py` (`make eval`) on {N_IDENTITIES} random identities of the demo head",
-             "(40 identity coefficients ~ N(0,1), neutral expression), one Emotion Mapper per prompt trained with the",
-             "default configuration (`PreviewTrainConfig`: 400 steps, batch 32). AU accuracy follows the paper's rule:",
-             "an edit succeeds when every AU of the target is present (critic thresholds: 0.5, AU43 closure 0.75).", "",
-             "| prompt | target AUs | AU accuracy | unedited baseline | max shape change | mean displacement in regions (mm) | outside regions (mm) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "# Preview tier: measured expression accuracy",
+        "",
+        f"Produced by `benchmarks/eval_preview.py` (`make eval`) on {N_IDENTITIES} random identities of the demo head",
+        "(40 identity coefficients ~ N(0,1), neutral expression), one Emotion Mapper per prompt trained with the",
+        "default configuration (`PreviewTrainConfig`: 400 steps, batch 32). AU accuracy follows the paper's rule:",
+        "an edit succeeds when every AU of the target is present (critic thresholds: 0.5, AU43 closure 0.75).",
+        "",
+        "| prompt | target AUs | AU accuracy | unedited baseline | max shape change "
+        "| mean displacement in regions (mm) | outside regions (mm) |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for prompt, aus, acc, base, sc, inside, outside in rows:
         lines.append(f"| {prompt} | {aus} | {acc:.2f} | {base:.2f} | {sc:.1e} | {inside:.3f} | {outside:.4f} |")
-    lines += ["", "The mapper edits only the expression coefficients, so identity (shape) is unchanged exactly;",
-              "\"regions\" is the union of the expression components' regions, outside it is the back of the head, neck",
-              "and ears, which must not move.", "",
-              f"![neutral (left) and the six edits for three identities]({Path(ns.image).relative_to(Path(ns.out).parent)})", "",
-              "Columns: neutral, smiling, angry, sad, closing eyes, raising brow, frowning; rows: three identities.", ""]
+    lines += [
+        "",
+        "The mapper edits only the expression coefficients, so identity (shape) is unchanged exactly;",
+        '"regions" is the union of the expression components\' regions, outside it is the back of the head, neck',
+        "and ears, which must not move.",
+        "",
+        f"![neutral (left) and the six edits for three identities]({Path(ns.image).relative_to(Path(ns.out).parent)})",
+        "",
+        "Columns: neutral, smiling, angry, sad, closing eyes, raising brow, frowning; rows: three identities.",
+        "",
+    ]
     Path(ns.out).write_text("\n".join(lines))
     print(f"wrote {ns.out} and {ns.image}")
 

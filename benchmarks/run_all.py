@@ -22,5 +22,7 @@ if __name__ == "__main__":
     for module in (bench_flame, bench_render, bench_server):
         print(f"== {module.__name__}")
         module.main()
-    print("long benchmarks, run each on its own (see this file's docstring): "
-          "bench_next3d_nets, bench_next3d, bench_guidance, bench_paper_train, bench_blender")
+    print(
+        "long benchmarks, run each on its own (see this file's docstring): "
+        "bench_next3d_nets, bench_next3d, bench_guidance, bench_paper_train, bench_blender"
+    )

@@ -45,6 +45,7 @@ def fcurve(id_data, data_path: str, index: int = 0):
     slot = getattr(ad, "action_slot", None)
     if slot is not None:  # slotted actions (4.4+; the only way in 5.0)
         from bpy_extras import anim_utils
+
         bag = anim_utils.action_get_channelbag_for_slot(action, slot)
         curves = bag.fcurves if bag is not None else ()
     else:  # 4.2-4.3
@@ -147,11 +148,11 @@ def image_planes(scene, head, name: str, pngs: list[bytes], size: int, yaws_deg:
 def bbox_center(obj):
     """World-space centre of an object's bounding box."""
     from mathutils import Vector
+
     return sum((obj.matrix_world @ Vector(c) for c in obj.bound_box), Vector()) / 8
 
 
-def turntable_rig(scene, head, frames: int, distance_m: float = 0.7, height_m: float = 0.05,
-                  lens_mm: float = 85.0):
+def turntable_rig(scene, head, frames: int, distance_m: float = 0.7, height_m: float = 0.05, lens_mm: float = 85.0):
     """An empty at the head turning 360 degrees over `frames` frames (linear, loops without a
     repeated frame) and a camera parented to it that tracks it. Reuses an existing rig -> (empty, camera)."""
     empty = bpy.data.objects.get("FE turntable")

@@ -52,9 +52,18 @@ def setup_render(scene, size: int, samples: int, engine: str = "CYCLES") -> None
         scene.cycles.use_denoising = False
 
 
-def turntable(scene, prompts: list[str | None], out_dir: str, frames: int = 8, size: int = 256, samples: int = 8,
-              engine: str = "CYCLES", intensity: float = 1.0, indices: list[int] | None = None,
-              progress: Callable[[str], None] = _progress) -> dict[str, list[Path]]:
+def turntable(
+    scene,
+    prompts: list[str | None],
+    out_dir: str,
+    frames: int = 8,
+    size: int = 256,
+    samples: int = 8,
+    engine: str = "CYCLES",
+    intensity: float = 1.0,
+    indices: list[int] | None = None,
+    progress: Callable[[str], None] = _progress,
+) -> dict[str, list[Path]]:
     """Render prompts x turntable angles -> {key name (or 'neutral' for None): [frame paths]}."""
     obj = operators._target(scene)
     indices = list(range(frames)) if indices is None else list(indices)

@@ -129,9 +129,12 @@ class Jobs:
             s = job.settings
             if job.tries > s.retries:
                 self.job = None
-                self._fail(job, f"{job.label}: no answer from the FaceEdit server at {s.address} after {job.tries} "
-                                f"tries of {s.timeout_s:g} s. Is `faceedit-server` running? (address in the "
-                                f"add-on preferences)")
+                self._fail(
+                    job,
+                    f"{job.label}: no answer from the FaceEdit server at {s.address} after {job.tries} "
+                    f"tries of {s.timeout_s:g} s. Is `faceedit-server` running? (address in the "
+                    f"add-on preferences)",
+                )
                 return False
             job.tries += 1
             job.deadline = now + s.timeout_s

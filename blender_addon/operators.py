@@ -23,8 +23,11 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def _target(scene):
     obj = scene.faceedit.target
     if rig.target_kind(obj) == "":
-        raise ServerError("invalid_target", "choose a head: an official FLAME rig (5023 vertices with Exp*/Shape* keys) "
-                          "or the FaceEdit demo head (Add Demo Head)")
+        raise ServerError(
+            "invalid_target",
+            "choose a head: an official FLAME rig (5023 vertices with Exp*/Shape* keys) "
+            "or the FaceEdit demo head (Add Demo Head)",
+        )
     return obj
 
 
@@ -61,7 +64,11 @@ def apply_edit(scene, obj, args: dict, result: dict, keyframe: bool) -> str:
     kb = apply.write_shape_key(obj, name, coords)
     kb.value = 1.0
     edits = dict(obj.get("faceedit_edits", {}))
-    edits[name] = {"prompt": args["prompt"], "intensity": args["intensity"], "mapper_ids": list(result.get("mapper_ids", []))}
+    edits[name] = {
+        "prompt": args["prompt"],
+        "intensity": args["intensity"],
+        "mapper_ids": list(result.get("mapper_ids", [])),
+    }
     obj["faceedit_edits"] = edits
     if keyframe:
         apply.keyframe_key(obj, name, scene.frame_current)
@@ -90,8 +97,12 @@ class _Request(bpy.types.Operator):
     """Base: subclasses implement start(context), which submits a request."""
 
     bl_options = {"REGISTER"}
-    wait: bpy.props.BoolProperty(name="Wait", default=False, options={"SKIP_SAVE"},
-                                 description="Block until the reply is applied (scripts, background mode)")
+    wait: bpy.props.BoolProperty(
+        name="Wait",
+        default=False,
+        options={"SKIP_SAVE"},
+        description="Block until the reply is applied (scripts, background mode)",
+    )
 
     def execute(self, context):
         try:
@@ -175,8 +186,12 @@ class _EditRequest(_Request):
 
         def send():  # by name: the scene may have changed while hello was in flight
             args = cls.request_args(settings, edit_args(_alive(obj_name), bpy.data.scenes[scene_name].faceedit))
-            session.JOBS.submit(cls.op, args, f"{cls.verb} '{args['prompt']}'", lambda r: cls.apply(
-                bpy.data.scenes[scene_name], _alive(obj_name), args, settings, r))
+            session.JOBS.submit(
+                cls.op,
+                args,
+                f"{cls.verb} '{args['prompt']}'",
+                lambda r: cls.apply(bpy.data.scenes[scene_name], _alive(obj_name), args, settings, r),
+            )
 
         with_server(self.bl_label, send)
 
@@ -203,8 +218,10 @@ class FACEEDIT_OT_render_views(_EditRequest):
     @staticmethod
     def request_args(settings, args):
         n, spread = settings["views"], 60.0 if settings["views"] > 1 else 0.0
-        return args | {"size": settings["view_size"],
-                       "turntable": {"views": n, "pitch": 0.0, "yaw_min": -spread, "yaw_max": spread}}
+        return args | {
+            "size": settings["view_size"],
+            "turntable": {"views": n, "pitch": 0.0, "yaw_min": -spread, "yaw_max": spread},
+        }
 
     @staticmethod
     def apply(scene, obj, args, settings, reply):
@@ -264,5 +281,13 @@ class FACEEDIT_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (FACEEDIT_OT_connect, FACEEDIT_OT_add_demo_head, FACEEDIT_OT_set_prompt, FACEEDIT_OT_edit_expression,
-           FACEEDIT_OT_render_views, FACEEDIT_OT_keyframe, FACEEDIT_OT_turntable, FACEEDIT_OT_cancel)
+CLASSES = (
+    FACEEDIT_OT_connect,
+    FACEEDIT_OT_add_demo_head,
+    FACEEDIT_OT_set_prompt,
+    FACEEDIT_OT_edit_expression,
+    FACEEDIT_OT_render_views,
+    FACEEDIT_OT_keyframe,
+    FACEEDIT_OT_turntable,
+    FACEEDIT_OT_cancel,
+)

@@ -29,7 +29,7 @@ def flame_keys(obj) -> dict[str, list]:
     """{'Shape': [key blocks by number], 'Exp': [...]} of a mesh's shape keys."""
     found: dict[str, list] = {"Shape": [], "Exp": []}
     keys = obj.data.shape_keys if obj is not None and obj.type == "MESH" else None
-    for kb in (keys.key_blocks if keys else []):
+    for kb in keys.key_blocks if keys else []:
         m = KEY_RE.match(kb.name)
         if m:
             found[m.group(1)].append((int(m.group(2)), kb))
@@ -62,12 +62,16 @@ def read_params(obj) -> dict:
     """The target's FLAME parameters: shape [1,Ns], expression [1,Ne] (float32)."""
     kind = target_kind(obj)
     if kind == "demo":
-        return {"shape": np.zeros((1, int(obj["faceedit_n_shape"])), np.float32),
-                "expression": np.zeros((1, int(obj["faceedit_n_exp"])), np.float32)}
+        return {
+            "shape": np.zeros((1, int(obj["faceedit_n_shape"])), np.float32),
+            "expression": np.zeros((1, int(obj["faceedit_n_exp"])), np.float32),
+        }
     if kind == "flame":
         keys = flame_keys(obj)
-        return {"shape": np.array([[kb.value for kb in keys["Shape"]]], np.float32),
-                "expression": np.array([[kb.value for kb in keys["Exp"]]], np.float32)}
+        return {
+            "shape": np.array([[kb.value for kb in keys["Shape"]]], np.float32),
+            "expression": np.array([[kb.value for kb in keys["Exp"]]], np.float32),
+        }
     raise ServerError("invalid_target", f"'{obj.name if obj else None}' is {describe(obj)}")
 
 
@@ -75,12 +79,19 @@ def check_server_fits(obj, server: dict) -> None:
     """Refuse before sending when the server's head cannot drive this target."""
     kind, n = target_kind(obj), server.get("head_verts")
     if kind == "demo" and obj["faceedit_head"] != server.get("head_hash"):
-        raise ServerError("invalid_target", f"'{obj.name}' was built from another server head "
-                          f"({obj['faceedit_head'][:12]}, the server has {str(server.get('head_hash'))[:12]}): add the demo head again")
+        raise ServerError(
+            "invalid_target",
+            f"'{obj.name}' was built from another server head "
+            f"({obj['faceedit_head'][:12]}, the server has {str(server.get('head_hash'))[:12]}): "
+            "add the demo head again",
+        )
     if kind == "flame" and n != FLAME_VERTS:
-        raise ServerError("invalid_target", f"the server's head has {n} vertices ({server.get('tier')} tier), not FLAME's "
-                          f"{FLAME_VERTS}: an official FLAME rig needs a server started with your FLAME file "
-                          f"(faceedit-server --models DIR)")
+        raise ServerError(
+            "invalid_target",
+            f"the server's head has {n} vertices ({server.get('tier')} tier), not FLAME's "
+            f"{FLAME_VERTS}: an official FLAME rig needs a server started with your FLAME file "
+            f"(faceedit-server --models DIR)",
+        )
 
 
 def _key_coords(kb) -> np.ndarray:
@@ -95,15 +106,20 @@ def edited_coords(obj, sent: dict, result: dict) -> np.ndarray:
     if target_kind(obj) == "demo":
         verts = np.asarray(result.get("vertices"))
         if verts.ndim != 3 or verts.shape[1:] != (n, 3):
-            raise ServerError("invalid_reply", f"the server returned vertices of shape {list(verts.shape)}, "
-                              f"'{obj.name}' needs [1, {n}, 3]")
+            raise ServerError(
+                "invalid_reply",
+                f"the server returned vertices of shape {list(verts.shape)}, '{obj.name}' needs [1, {n}, 3]",
+            )
         return verts[0].astype(np.float32)
     keys = flame_keys(obj)
     psi = np.asarray(result.get("params", {}).get("expression"))
     if psi.ndim != 2 or psi.shape[1] < len(keys["Exp"]):
-        raise ServerError("invalid_reply", f"the server returned an expression of shape {list(psi.shape)}, "
-                          f"'{obj.name}' has {len(keys['Exp'])} Exp keys")
-    dpsi = psi[0, :len(keys["Exp"])] - sent["expression"][0]
+        raise ServerError(
+            "invalid_reply",
+            f"the server returned an expression of shape {list(psi.shape)}, "
+            f"'{obj.name}' has {len(keys['Exp'])} Exp keys",
+        )
+    dpsi = psi[0, : len(keys["Exp"])] - sent["expression"][0]
     basis = _key_coords(obj.data.shape_keys.reference_key)
     out = basis.copy()
     for k in np.flatnonzero(np.abs(dpsi) > 1e-7):
@@ -114,6 +130,7 @@ def edited_coords(obj, sent: dict, result: dict) -> np.ndarray:
 def build_demo_head(context, head: dict):
     """A mesh object from the server's head {vertices [V,3], faces [F,3], uvs [T,2], uv_faces [F,3]}."""
     import bpy
+
     verts, faces = np.asarray(head["vertices"], np.float32), np.asarray(head["faces"], np.int32)
     mesh = bpy.data.meshes.new(DEMO_NAME)
     mesh.vertices.add(len(verts))

@@ -9,15 +9,11 @@ import bpy
 from . import prefs
 from .jobs import Jobs, Settings
 from .wire.client import CurveKeys, ServerError
+from .wire.net import is_loopback
 from .wire.protocol import PROTOCOL_VERSION
 
 POLL_INTERVAL_S = 0.02  # while a request is in flight; the timer stops when idle
 server: dict = {}  # last hello: tier, models, expressions, head_verts, head_hash, n_shape, n_exp
-
-
-def is_loopback(address: str) -> bool:
-    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
-    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def settings() -> Settings:
@@ -29,13 +25,20 @@ def settings() -> Settings:
         secret, public = Path(bpy.path.abspath(p.curve_client_secret)), Path(bpy.path.abspath(p.curve_server_public))
         for path, what in ((secret, "client key pair"), (public, "server public key")):
             if not path.is_file():
-                raise ServerError("invalid_settings", f"the CURVE {what} file '{path}' does not exist (add-on preferences)")
+                raise ServerError(
+                    "invalid_settings", f"the CURVE {what} file '{path}' does not exist (add-on preferences)"
+                )
         curve = CurveKeys(secret, public)
     if not is_loopback(p.address) and not bpy.app.online_access:
-        raise ServerError("offline", f"'{p.address}' is not on this machine and Blender's Online Access is off "
-                          f"(Preferences > System > Network); loopback servers work offline")
+        raise ServerError(
+            "offline",
+            f"'{p.address}' is not on this machine and Blender's Online Access is off "
+            f"(Preferences > System > Network); loopback servers work offline",
+        )
     if not is_loopback(p.address) and curve is None:
-        raise ServerError("invalid_settings", f"'{p.address}' is not loopback: set the CURVE key files in the preferences")
+        raise ServerError(
+            "invalid_settings", f"'{p.address}' is not loopback: set the CURVE key files in the preferences"
+        )
     return Settings(p.address, p.timeout_s, p.retries, curve)
 
 
@@ -45,14 +48,22 @@ JOBS = Jobs(settings)
 def remember_hello(result: dict) -> dict:
     """Keep what the panel and the operators need from a hello reply."""
     if result.get("protocol") != PROTOCOL_VERSION:
-        raise ServerError("version", f"the server speaks protocol {result.get('protocol')}, this add-on {PROTOCOL_VERSION}")
+        raise ServerError(
+            "version", f"the server speaks protocol {result.get('protocol')}, this add-on {PROTOCOL_VERSION}"
+        )
     head = result.get("head") or {}
     verts = head.get("vertices")
     server.clear()
-    server.update(tier=result.get("tier", "?"), models=result.get("models") or {},
-                  expressions=list(result.get("expressions") or []), head_hash=head.get("head_hash"),
-                  head_verts=int(verts.shape[0]) if verts is not None else None,
-                  n_shape=head.get("n_shape"), n_exp=head.get("n_exp"), address=JOBS.client().address)
+    server.update(
+        tier=result.get("tier", "?"),
+        models=result.get("models") or {},
+        expressions=list(result.get("expressions") or []),
+        head_hash=head.get("head_hash"),
+        head_verts=int(verts.shape[0]) if verts is not None else None,
+        n_shape=head.get("n_shape"),
+        n_exp=head.get("n_exp"),
+        address=JOBS.client().address,
+    )
     return server
 
 

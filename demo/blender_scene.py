@@ -17,11 +17,17 @@ from pathlib import Path
 
 import bpy
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "blender"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "blender_addon" / "in_blender"))
 from common import configure, install  # noqa: E402
 
-PROMPTS = ("A person who is smiling", "A person who is angry", "A person who is sad",
-           "A person who is closing eyes", "A person who is raising brow", "A person who is frowning")
+PROMPTS = (
+    "A person who is smiling",
+    "A person who is angry",
+    "A person who is sad",
+    "A person who is closing eyes",
+    "A person who is raising brow",
+    "A person who is frowning",
+)
 SIZE, SAMPLES, FRAMES = 256, 16, 8
 
 
@@ -72,13 +78,17 @@ def main() -> None:
         t = time.perf_counter()
         scene.faceedit.prompt, scene.faceedit.intensity = prompt, 1.0
         run(fe, "edit_expression", prompt)
-        report["edits"][fe.apply.key_name(prompt)] = {"seconds": round(time.perf_counter() - t, 2),
-                                                      "status": fe.session.JOBS.status.message}
+        report["edits"][fe.apply.key_name(prompt)] = {
+            "seconds": round(time.perf_counter() - t, 2),
+            "status": fe.session.JOBS.status.message,
+        }
     t = time.perf_counter()
-    frames = fe.batch.turntable(scene, [None, *PROMPTS], str(out / "blender_frames"), frames=FRAMES, size=SIZE,
-                                samples=SAMPLES, indices=[0, 1])
-    sheet = fe.batch.contact_sheet([[paths[i] for paths in frames.values()] for i in (0, 1)],
-                                   str(out / "blender_contact_sheet.png"))
+    frames = fe.batch.turntable(
+        scene, [None, *PROMPTS], str(out / "blender_frames"), frames=FRAMES, size=SIZE, samples=SAMPLES, indices=[0, 1]
+    )
+    sheet = fe.batch.contact_sheet(
+        [[paths[i] for paths in frames.values()] for i in (0, 1)], str(out / "blender_contact_sheet.png")
+    )
     turn = fe.batch.turntable(scene, [PROMPTS[0]], str(out / "turntable"), frames=FRAMES, size=SIZE, samples=SAMPLES)
     report["render_seconds"] = round(time.perf_counter() - t, 2)
     report["contact_sheet"], report["turntable"] = str(sheet), [str(p) for p in next(iter(turn.values()))]

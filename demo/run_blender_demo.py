@@ -30,7 +30,8 @@ def free_loopback_port() -> int:
 
 
 def wait_ready(address: str, server: subprocess.Popen, limit_s: float = 120.0) -> None:
-    from backend_server.client import Client, ServerUnavailable
+    from faceedit_wire.client import Client, ServerUnavailable
+
     client = Client(address, timeout_s=2.0, retries=0)
     t0 = time.monotonic()
     try:
@@ -66,23 +67,37 @@ def main(argv: list[str] | None = None) -> int:
     if zip_path.is_dir():
         found = sorted(zip_path.glob("faceedit-*.zip"))
         if len(found) != 1:
-            raise SystemExit(f"expected one faceedit-*.zip in {zip_path}, found {[p.name for p in found]}: run build_addon.py")
+            raise SystemExit(
+                f"expected one faceedit-*.zip in {zip_path}, found {[p.name for p in found]}: run build_addon.py"
+            )
         zip_path = found[0]
     out = Path(ns.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     address = f"tcp://127.0.0.1:{free_loopback_port()}"
     log = open(out / "server.log", "w")
-    server = subprocess.Popen([sys.executable, "-m", "backend_server", "--bind", address],
-                              cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # even when started in the background
+    server = subprocess.Popen(
+        [sys.executable, "-m", "backend_server", "--bind", address],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # even when started in the background
     print(f"backend (embedded default) on {address}, log in {out / 'server.log'}", flush=True)
     try:
         wait_ready(address, server)
         with tempfile.TemporaryDirectory(prefix="faceedit-blender-") as user:
             env = dict(os.environ, BLENDER_USER_RESOURCES=user)
             t0 = time.perf_counter()
-            rc = subprocess.run([ns.blender_python, str(ROOT / "demo" / "blender_scene.py"), str(zip_path.resolve()),
-                                 address, str(out)], env=env).returncode
+            rc = subprocess.run(
+                [
+                    ns.blender_python,
+                    str(ROOT / "demo" / "blender_scene.py"),
+                    str(zip_path.resolve()),
+                    address,
+                    str(out),
+                ],
+                env=env,
+            ).returncode
             print(f"headless Blender finished in {time.perf_counter() - t0:.0f} s (exit code {rc})")
     finally:
         code = stop(server)

@@ -9,7 +9,7 @@ so an untrained mapper set is the identity edit.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
@@ -17,7 +17,7 @@ from torch import nn
 
 @dataclass
 class MapperConfig:
-    n_exp: int = 100                  # FLAME expression coefficients psi [B, n_exp]
+    n_exp: int = 100  # FLAME expression coefficients psi [B, n_exp]
     w_dim: int = 512
     texture_levels: tuple[int, ...] = tuple(range(14, 28))  # ws levels the Texture Mapper edits
     texture_branch: bool = True
@@ -25,7 +25,7 @@ class MapperConfig:
     cross_attention: bool = True
     hidden: int = 256
     attn_dim: int = 128
-    psi_tokens: int = 8               # psi is embedded as this many tokens for attention
+    psi_tokens: int = 8  # psi is embedded as this many tokens for attention
     layers: int = 4
 
     def to_dict(self) -> dict:
@@ -74,8 +74,8 @@ class DualMappers(nn.Module):
         self.use_attention = use_attn
         if use_attn:
             self.psi_embed = nn.Linear(c.n_exp, c.psi_tokens * c.attn_dim)
-            self.tex_attn = CrossAttention(c.w_dim, c.attn_dim, c.attn_dim)   # queries from w
-            self.emo_attn = CrossAttention(c.attn_dim, c.w_dim, c.attn_dim)   # queries from psi
+            self.tex_attn = CrossAttention(c.w_dim, c.attn_dim, c.attn_dim)  # queries from w
+            self.emo_attn = CrossAttention(c.attn_dim, c.w_dim, c.attn_dim)  # queries from psi
         extra = c.attn_dim if use_attn else 0
         if c.texture_branch:
             self.texture = nn.ModuleList([mlp(c.w_dim + extra, c.w_dim, c.w_dim, c.layers) for _ in c.texture_levels])
@@ -107,8 +107,9 @@ class DualMappers(nn.Module):
         return dws, dpsi
 
 
-def apply_mappers(mapper_sets: list[tuple[DualMappers, float]], ws: torch.Tensor | None,
-                  psi: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+def apply_mappers(
+    mapper_sets: list[tuple[DualMappers, float]], ws: torch.Tensor | None, psi: torch.Tensor
+) -> tuple[torch.Tensor | None, torch.Tensor]:
     """Compositional editing: w' = w + sum_i s_i dw_i, psi' = psi + sum_i s_i dpsi_i.
 
     Each mapper set sees the unedited (w, psi); intensities s_i scale its residuals.

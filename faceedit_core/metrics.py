@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from .errors import InputError
-from .guidance.au_critic import success
+from faceedit_core.au.critic import success
+from faceedit_core.errors import InputError
 
 
 @torch.no_grad()

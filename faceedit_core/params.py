@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import InputError
-from .fileio import atomic_write
+from faceedit_core.errors import InputError
+from faceedit_core.storage.atomic import atomic_write
 
 # Largest magnitudes a sane edit can ask for: FLAME's coefficients are in standard deviations
 # (the official add-on samples N(0,1)), rotations in radians, translation in metres.
@@ -51,8 +51,14 @@ class FlameParams:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def zeros(cls, batch: int = 1, n_shape: int = 100, n_exp: int = 50,
-              device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> "FlameParams":
+    def zeros(
+        cls,
+        batch: int = 1,
+        n_shape: int = 100,
+        n_exp: int = 50,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> "FlameParams":
         """The neutral head in rest pose: every coefficient zero."""
         if batch < 1:
             raise InputError(f"batch must be at least 1, got {batch}")
@@ -99,8 +105,9 @@ class FlameParams:
         pose = np.atleast_2d(np.load(folder / "pose.npy", allow_pickle=False))
         if pose.shape[-1] != 6:
             raise InputError(f"pose.npy must hold DECA's 6-d pose (global 3 + jaw 3), got shape {pose.shape}")
-        params = cls.from_numpy({"shape": shape, "expression": exp,
-                                 "global_pose": pose[:, :3], "jaw_pose": pose[:, 3:]})
+        params = cls.from_numpy(
+            {"shape": shape, "expression": exp, "global_pose": pose[:, :3], "jaw_pose": pose[:, 3:]}
+        )
         return params.padded(n_exp=n_exp) if n_exp else params
 
     # ------------------------------------------------------------------ checks
@@ -191,6 +198,7 @@ class FlameParams:
 
         Truncating is refused unless the dropped coefficients are zero.
         """
+
         def fit(t: torch.Tensor, n: int | None, name: str) -> torch.Tensor:
             if n is None or t.shape[1] == n:
                 return t
@@ -199,15 +207,21 @@ class FlameParams:
             if t[:, n:].abs().max() > 0:
                 raise InputError(f"field '{name}' has nonzero coefficients beyond the model's {n}")
             return t[:, :n]
-        return self.replace(shape=fit(self.shape, n_shape, "shape"), expression=fit(self.expression, n_exp, "expression"))
+
+        return self.replace(
+            shape=fit(self.shape, n_shape, "shape"), expression=fit(self.expression, n_exp, "expression")
+        )
 
     # ------------------------------------------------------------------ files
     def to_numpy(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name).detach().cpu().numpy().astype(np.float32) for name in FIELDS}
 
     def to_json_dict(self) -> dict:
-        return {"format": "faceedit.flame_params", "version": 1,
-                **{name: value.tolist() for name, value in self.to_numpy().items()}}
+        return {
+            "format": "faceedit.flame_params",
+            "version": 1,
+            **{name: value.tolist() for name, value in self.to_numpy().items()},
+        }
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write `.npz` or `.json` atomically (a failure leaves any old file intact)."""
@@ -215,11 +229,13 @@ class FlameParams:
         suffix = path.suffix.lower()
         if suffix not in (".npz", ".json"):
             raise InputError(f"parameter file must end in .npz or .json, got '{path.name}'")
+
         def write(f):
             if suffix == ".npz":
                 np.savez(f, **self.to_numpy())
             else:
                 f.write(json.dumps(self.to_json_dict(), indent=1).encode())
+
         atomic_write(path, write)
         return path
 

@@ -1,6 +1,13 @@
 """FLAME: model files, the LBS layer, landmarks, and the procedural demo head."""
 
-from .io import FlameModel, LandmarkEmbedding, load_flame_model, load_landmark_embedding
-from .layer import FlameLayer, FlameOutput
+from faceedit_core.flame.io import FlameModel, LandmarkEmbedding, load_flame_model, load_landmark_embedding
+from faceedit_core.flame.layer import FlameLayer, FlameOutput
 
-__all__ = ["FlameModel", "LandmarkEmbedding", "load_flame_model", "load_landmark_embedding", "FlameLayer", "FlameOutput"]
+__all__ = [
+    "FlameModel",
+    "LandmarkEmbedding",
+    "load_flame_model",
+    "load_landmark_embedding",
+    "FlameLayer",
+    "FlameOutput",
+]

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npy_format
 
-from ..errors import InputError, MissingModelError
-from ..fileio import atomic_write
-from .unpickle import safe_load
+from faceedit_core.errors import InputError, MissingModelError
+from faceedit_core.storage.atomic import atomic_write
+from faceedit_core.storage.unpickle import safe_load
 
 N_JOINTS = 5
 N_SHAPE_MAX = 300  # FLAME shapedirs columns [0, 300) are identity, [300, 400) expression
@@ -51,17 +51,27 @@ class FlameModel:
         """Check every array's shape against FLAME's layout; raise InputError naming the key."""
         V = self.v_template.shape[0] if self.v_template.ndim == 2 else -1
         expect = {
-            "v_template": (V, 3), "shapedirs": (V, 3, None), "posedirs": (V, 3, 36),
-            "J_regressor": (N_JOINTS, V), "weights": (V, N_JOINTS), "parents": (N_JOINTS,), "f": (None, 3),
+            "v_template": (V, 3),
+            "shapedirs": (V, 3, None),
+            "posedirs": (V, 3, 36),
+            "J_regressor": (N_JOINTS, V),
+            "weights": (V, N_JOINTS),
+            "parents": (N_JOINTS,),
+            "f": (None, 3),
         }
         for key, shape in expect.items():
             arr = getattr(self, key)
             if arr.ndim != len(shape) or any(s is not None and a != s for a, s in zip(arr.shape, shape)):
                 raise InputError(f"FLAME key '{key}' has shape {arr.shape}, expected {shape} (V={V})")
         if self.shapedirs.shape[2] not in (N_SHAPE_MAX + N_EXP_MAX, N_SHAPE_MAX + 50):
-            raise InputError(f"FLAME key 'shapedirs' has {self.shapedirs.shape[2]} components, expected 400 (300 shape + 100 expression)")
+            raise InputError(
+                f"FLAME key 'shapedirs' has {self.shapedirs.shape[2]} components, "
+                "expected 400 (300 shape + 100 expression)"
+            )
         if self.parents[0] != -1 or any(not 0 <= p < j for j, p in enumerate(self.parents[1:], 1)):
-            raise InputError(f"FLAME kinematic tree must have root -1 and parents before children, got {self.parents.tolist()}")
+            raise InputError(
+                f"FLAME kinematic tree must have root -1 and parents before children, got {self.parents.tolist()}"
+            )
         if self.f.min() < 0 or self.f.max() >= V:
             raise InputError(f"FLAME key 'f' indexes vertices outside [0, {V})")
         if (self.vt is None) != (self.ft is None):
@@ -80,8 +90,11 @@ def _as_float(value, key: str) -> np.ndarray:
 
 def model_from_dict(data: dict, source: str = "") -> FlameModel:
     """Build a FlameModel from the official pickle dict (chumpy/sparse already made plain)."""
-    missing = [k for k in ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
-               if k not in data and not (k == "kintree_table" and "parents" in data)]
+    missing = [
+        k
+        for k in ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
+        if k not in data and not (k == "kintree_table" and "parents" in data)
+    ]
     if missing:
         raise InputError(f"{source or 'FLAME model'} lacks the key(s) {missing}")
     if "parents" in data:
@@ -110,7 +123,8 @@ def load_flame_model(path: str | os.PathLike) -> FlameModel:
     if not path.is_file():
         raise MissingModelError(
             f"FLAME model {path} not found: download FLAME 2020 (generic_model.pkl) or FLAME 2023 "
-            f"from the FLAME website (registration required) and put it in <models>/flame/")
+            f"from the FLAME website (registration required) and put it in <models>/flame/"
+        )
     if path.suffix.lower() == ".npz":
         with np.load(path, allow_pickle=False) as npz:
             data = {k: npz[k] for k in npz.files}
@@ -153,8 +167,14 @@ class LandmarkEmbedding:
     full_bary: np.ndarray
 
     def validate(self, n_faces: int | None = None) -> "LandmarkEmbedding":
-        expect = {"static_faces": (51,), "static_bary": (51, 3), "dynamic_faces": (79, 17),
-                  "dynamic_bary": (79, 17, 3), "full_faces": (68,), "full_bary": (68, 3)}
+        expect = {
+            "static_faces": (51,),
+            "static_bary": (51, 3),
+            "dynamic_faces": (79, 17),
+            "dynamic_bary": (79, 17, 3),
+            "full_faces": (68,),
+            "full_bary": (68, 3),
+        }
         for key, shape in expect.items():
             if getattr(self, key).shape != shape:
                 raise InputError(f"landmark key '{key}' has shape {getattr(self, key).shape}, expected {shape}")
@@ -189,7 +209,9 @@ def _unwrap(obj):
     return obj
 
 
-def load_landmark_embedding(path: str | os.PathLike, dynamic_path: str | os.PathLike | None = None) -> LandmarkEmbedding:
+def load_landmark_embedding(
+    path: str | os.PathLike, dynamic_path: str | os.PathLike | None = None
+) -> LandmarkEmbedding:
     """Read DECA's `landmark_embedding.npy`, our `.npz`, or FLAME_PyTorch's pair
     (`flame_static_embedding.pkl` + `flame_dynamic_embedding.npy`).
 
@@ -216,17 +238,33 @@ def load_landmark_embedding(path: str | os.PathLike, dynamic_path: str | os.Path
         dyn_bary = _plain(dyn["lmk_b_coords"]).astype(np.float32)
         static_faces = _plain(data["lmk_face_idx"]).astype(np.int64)
         static_bary = _plain(data["lmk_b_coords"]).astype(np.float32)
-        emb = LandmarkEmbedding(static_faces, static_bary, dyn_faces, dyn_bary,
-                                np.concatenate([dyn_faces[0], static_faces]),
-                                np.concatenate([dyn_bary[0], static_bary]))
+        emb = LandmarkEmbedding(
+            static_faces,
+            static_bary,
+            dyn_faces,
+            dyn_bary,
+            np.concatenate([dyn_faces[0], static_faces]),
+            np.concatenate([dyn_bary[0], static_bary]),
+        )
         return emb.validate()
-    keys = ("static_lmk_faces_idx", "static_lmk_bary_coords", "dynamic_lmk_faces_idx",
-            "dynamic_lmk_bary_coords", "full_lmk_faces_idx", "full_lmk_bary_coords")
+    keys = (
+        "static_lmk_faces_idx",
+        "static_lmk_bary_coords",
+        "dynamic_lmk_faces_idx",
+        "dynamic_lmk_bary_coords",
+        "full_lmk_faces_idx",
+        "full_lmk_bary_coords",
+    )
     if all(k in data for k in keys):
         vals = [_plain(data[k]) for k in keys]
-        emb = LandmarkEmbedding(vals[0].astype(np.int64), vals[1].astype(np.float32),
-                                vals[2].astype(np.int64), vals[3].astype(np.float32),
-                                vals[4].reshape(68).astype(np.int64), vals[5].reshape(68, 3).astype(np.float32))
+        emb = LandmarkEmbedding(
+            vals[0].astype(np.int64),
+            vals[1].astype(np.float32),
+            vals[2].astype(np.int64),
+            vals[3].astype(np.float32),
+            vals[4].reshape(68).astype(np.int64),
+            vals[5].reshape(68, 3).astype(np.float32),
+        )
         return emb.validate()
     if all(f.name in data for f in fields(LandmarkEmbedding)):
         return LandmarkEmbedding(**{f.name: np.asarray(data[f.name]) for f in fields(LandmarkEmbedding)}).validate()

@@ -6,11 +6,12 @@ import math
 
 import torch
 
-from .lbs import batch_rodrigues
+from faceedit_core.flame.lbs import batch_rodrigues
 
 
-def landmarks_from_faces(verts: torch.Tensor, faces: torch.Tensor, lmk_faces: torch.Tensor,
-                         lmk_bary: torch.Tensor) -> torch.Tensor:
+def landmarks_from_faces(
+    verts: torch.Tensor, faces: torch.Tensor, lmk_faces: torch.Tensor, lmk_bary: torch.Tensor
+) -> torch.Tensor:
     """verts [B,V,3], faces [F,3], lmk_faces [B,L] or [L], lmk_bary [B,L,3] or [L,3] -> [B,L,3]."""
     B = verts.shape[0]
     if lmk_faces.dim() == 1:

@@ -13,10 +13,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..params import FlameParams
-from .io import N_SHAPE_MAX, FlameModel, LandmarkEmbedding, load_flame_model, load_landmark_embedding
-from .landmarks import contour_rows, landmarks_from_faces
-from .lbs import blend_shapes, lbs
+from faceedit_core.flame.io import N_SHAPE_MAX, FlameModel, LandmarkEmbedding, load_flame_model, load_landmark_embedding
+from faceedit_core.flame.landmarks import contour_rows, landmarks_from_faces
+from faceedit_core.flame.lbs import blend_shapes, lbs
+from faceedit_core.params import FlameParams
 
 
 @dataclass
@@ -69,8 +69,12 @@ class FlameLayer(nn.Module):
         self._identity: tuple[torch.Tensor, torch.Tensor] | None = None  # (shape [B,S], template + shape offsets)
 
     @classmethod
-    def from_files(cls, model_path: str | os.PathLike, landmark_path: str | os.PathLike,
-                   dynamic_path: str | os.PathLike | None = None) -> "FlameLayer":
+    def from_files(
+        cls,
+        model_path: str | os.PathLike,
+        landmark_path: str | os.PathLike,
+        dynamic_path: str | os.PathLike | None = None,
+    ) -> "FlameLayer":
         return cls(load_flame_model(model_path), load_landmark_embedding(landmark_path, dynamic_path))
 
     @property
@@ -106,8 +110,13 @@ class FlameLayer(nn.Module):
         if shape.requires_grad:
             return self.v_template + self._blend(shape, "shapedirs")
         cached = self._identity
-        if (cached is not None and cached[0].shape == shape.shape and cached[0].device == shape.device
-                and cached[0].dtype == shape.dtype and torch.equal(cached[0], shape)):
+        if (
+            cached is not None
+            and cached[0].shape == shape.shape
+            and cached[0].device == shape.device
+            and cached[0].dtype == shape.dtype
+            and torch.equal(cached[0], shape)
+        ):
             return cached[1]
         shaped = self.v_template + self._blend(shape, "shapedirs")
         self._identity = (shape.clone(), shaped)
@@ -117,7 +126,7 @@ class FlameLayer(nn.Module):
         """coeffs [B,L] (a prefix of the model's components) x the `name` blendshapes -> [B,V,3]."""
         dirs, live = getattr(self, name), self._live[name]
         if live is None:
-            return blend_shapes(coeffs, dirs[:coeffs.shape[1]])
+            return blend_shapes(coeffs, dirs[: coeffs.shape[1]])
         rows = live.below(coeffs.shape[1], dirs.device)
         if not rows.numel():
             return torch.zeros(coeffs.shape[0], self.n_verts, 3, dtype=dirs.dtype, device=dirs.device)
@@ -165,8 +174,11 @@ class FlameSubset(nn.Module):
 
     def __init__(self, full: FlameLayer, extra_vertices: torch.Tensor | None = None):
         super().__init__()
-        used = [full.faces[full.static_faces], full.faces[full.dynamic_faces].reshape(-1, 3),
-                full.faces[full.full_faces]]
+        used = [
+            full.faces[full.static_faces],
+            full.faces[full.dynamic_faces].reshape(-1, 3),
+            full.faces[full.full_faces],
+        ]
         if extra_vertices is not None:
             used.append(torch.as_tensor(extra_vertices, dtype=torch.long).reshape(-1, 1).expand(-1, 3))
         ids = torch.unique(torch.cat([u.reshape(-1) for u in used]))
@@ -183,20 +195,29 @@ class FlameSubset(nn.Module):
         self.register_buffer("posedirs", full.posedirs.reshape(-1, V, 3)[:, ids].reshape(-1, S * 3))
         self.register_buffer("lbs_weights", full.lbs_weights[ids])
         self.register_buffer("joint_template", torch.einsum("jv,vc->jc", full.J_regressor, full.v_template))
-        regress = lambda dirs: torch.einsum("jv,lvc->ljc", full.J_regressor, dirs.view(len(dirs), V, 3)).reshape(len(dirs), -1)  # noqa: E731
-        self.register_buffer("joint_shapedirs", regress(full.shapedirs))   # [300, J*3]
-        self.register_buffer("joint_exprdirs", regress(full.exprdirs))     # [100, J*3]
+        regress = lambda dirs: torch.einsum("jv,lvc->ljc", full.J_regressor, dirs.view(len(dirs), V, 3)).reshape(
+            len(dirs), -1
+        )  # noqa: E731
+        self.register_buffer("joint_shapedirs", regress(full.shapedirs))  # [300, J*3]
+        self.register_buffer("joint_exprdirs", regress(full.exprdirs))  # [100, J*3]
         self.register_buffer("faces", remap[full.faces])
 
     def forward(self, params: FlameParams) -> tuple[torch.Tensor, torch.Tensor]:
         f = self.full
         p = params.to(self.v_template.device, self.v_template.dtype)
-        v_shaped = (self.v_template + blend_shapes(p.shape, self.shapedirs[:p.n_shape])
-                    + blend_shapes(p.expression, self.exprdirs[:p.n_exp]))
-        rest_joints = (self.joint_template + blend_shapes(p.shape, self.joint_shapedirs[:p.n_shape])
-                       + blend_shapes(p.expression, self.joint_exprdirs[:p.n_exp]))
-        verts, _ = lbs(v_shaped, p.full_pose(), self.posedirs, None, f.parents, self.lbs_weights,
-                       rest_joints=rest_joints)
+        v_shaped = (
+            self.v_template
+            + blend_shapes(p.shape, self.shapedirs[: p.n_shape])
+            + blend_shapes(p.expression, self.exprdirs[: p.n_exp])
+        )
+        rest_joints = (
+            self.joint_template
+            + blend_shapes(p.shape, self.joint_shapedirs[: p.n_shape])
+            + blend_shapes(p.expression, self.joint_exprdirs[: p.n_exp])
+        )
+        verts, _ = lbs(
+            v_shaped, p.full_pose(), self.posedirs, None, f.parents, self.lbs_weights, rest_joints=rest_joints
+        )
         rows = contour_rows(p.global_pose, p.neck_pose)
         contour = landmarks_from_faces(verts, self.faces, f.dynamic_faces[rows], f.dynamic_bary[rows])
         static = landmarks_from_faces(verts, self.faces, f.static_faces, f.static_bary)

@@ -44,7 +44,9 @@ def transform_mat(R: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return torch.cat([top, bottom], dim=1)
 
 
-def batch_rigid_transform(rot_mats: torch.Tensor, joints: torch.Tensor, parents: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_rigid_transform(
+    rot_mats: torch.Tensor, joints: torch.Tensor, parents: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward kinematics.
 
     rot_mats [B,J,3,3], rest joints [B,J,3], parents [J] (root -1)
@@ -66,9 +68,15 @@ def batch_rigid_transform(rot_mats: torch.Tensor, joints: torch.Tensor, parents:
     return posed_joints, rel
 
 
-def lbs(v_shaped: torch.Tensor, full_pose: torch.Tensor, posedirs: torch.Tensor, J_regressor: torch.Tensor | None,
-        parents: torch.Tensor, lbs_weights: torch.Tensor,
-        rest_joints: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def lbs(
+    v_shaped: torch.Tensor,
+    full_pose: torch.Tensor,
+    posedirs: torch.Tensor,
+    J_regressor: torch.Tensor | None,
+    parents: torch.Tensor,
+    lbs_weights: torch.Tensor,
+    rest_joints: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """FLAME pose: correctives and skinning of an already shaped mesh.
 
     v_shaped [B,V,3] (template + shape and expression blendshapes), full_pose [B,J*3]

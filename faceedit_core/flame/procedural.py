@@ -12,12 +12,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .io import FlameModel, LandmarkEmbedding
-from .procedural_expressions import COMPONENTS, ExpressionComponent, expression_basis
-from .procedural_landmarks import landmark_embedding
-from .procedural_shape import (CHIN_Y, EYEBALL_RADIUS, MOUTH_Y, SkinGrid, build_skin, eye_centre,
-                               smoothstep)
-from .procedural_topology import HeadTopology, build_topology
+from faceedit_core.flame.io import FlameModel, LandmarkEmbedding
+from faceedit_core.flame.procedural_expressions import COMPONENTS, ExpressionComponent, expression_basis
+from faceedit_core.flame.procedural_landmarks import landmark_embedding
+from faceedit_core.flame.procedural_shape import (
+    CHIN_Y,
+    EYEBALL_RADIUS,
+    MOUTH_Y,
+    SkinGrid,
+    build_skin,
+    eye_centre,
+    smoothstep,
+)
+from faceedit_core.flame.procedural_topology import HeadTopology, build_topology
 
 GENERATOR_VERSION = 1
 N_SHAPE_COMPONENTS = 40  # meaningful identity components; columns up to 300 are zero
@@ -49,9 +56,11 @@ def skinning_weights(verts: np.ndarray, topo: HeadTopology, grid: SkinGrid) -> n
     w = np.zeros((V, 5))
     x, y, z = verts.T
     root = smoothstep(-0.12, -0.15, y)
-    jaw = (smoothstep(MOUTH_Y + 0.0004, MOUTH_Y - 0.0012, y)          # below the mouth line
-           * smoothstep(-0.05, 0.025, z - 0.5 * np.abs(x))               # the front of the lower face
-           * smoothstep(CHIN_Y - 0.018, CHIN_Y + 0.006, y))               # fading out under the chin
+    jaw = (
+        smoothstep(MOUTH_Y + 0.0004, MOUTH_Y - 0.0012, y)  # below the mouth line
+        * smoothstep(-0.05, 0.025, z - 0.5 * np.abs(x))  # the front of the lower face
+        * smoothstep(CHIN_Y - 0.018, CHIN_Y + 0.006, y)
+    )  # fading out under the chin
     # the pocket's lower half follows the jaw, its upper half the head: split at the mouth line
     skin = topo.skin_index
     pocket = grid.pocket.reshape(-1) > 0
@@ -105,7 +114,7 @@ def shape_basis(verts: np.ndarray, topo: HeadTopology, n: int = N_SHAPE_COMPONEN
         amp = 0.003 * (k + 1) ** -0.5 * rng.normal(size=3)
         for mirror in (1, -1):
             cm = centre * np.array([mirror, 1, 1])
-            g = np.exp(-0.5 * np.sum((verts - cm) ** 2, axis=1) / sigma ** 2)
+            g = np.exp(-0.5 * np.sum((verts - cm) ** 2, axis=1) / sigma**2)
             dirs[:, :, k] += g[:, None] * (amp * np.array([mirror, 1, 1]))[None]
     for side in (1, -1):  # eyeballs follow the socket rim's mean displacement
         idx = topo.eyeball_index[side]
@@ -119,7 +128,7 @@ def build_demo_head() -> DemoHead:
     grid = build_skin()
     topo = build_topology(grid)
     verts = topo.vertices
-    expr = expression_basis(verts, topo, grid)          # [V,3,100]
+    expr = expression_basis(verts, topo, grid)  # [V,3,100]
     shapedirs = np.concatenate([shape_basis(verts, topo), expr], axis=2)
     model = FlameModel(
         v_template=verts.astype(np.float32),
@@ -133,8 +142,9 @@ def build_demo_head() -> DemoHead:
         ft=topo.uv_faces.astype(np.int64),
         meta={"source": "faceedit procedural demo head", "generator_version": GENERATOR_VERSION},
     ).validate()
-    return DemoHead(model=model, landmarks=landmark_embedding(model, topo, grid), components=list(COMPONENTS),
-                    topology=topo)
+    return DemoHead(
+        model=model, landmarks=landmark_embedding(model, topo, grid), components=list(COMPONENTS), topology=topo
+    )
 
 
 __all__ = ["DemoHead", "build_demo_head", "COMPONENTS", "ExpressionComponent", "EYEBALL_RADIUS", "GENERATOR_VERSION"]

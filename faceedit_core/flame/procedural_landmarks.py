@@ -10,9 +10,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from .io import FlameModel, LandmarkEmbedding
-from .procedural_shape import (BROW_Y, CHIN_Y, EYE_HALF_WIDTH, EYE_X, EYE_Y, LIP_EDGE, MOUTH_HALF_WIDTH, MOUTH_Y,
-                               NOSE_TIP_Y, SkinGrid)
+from faceedit_core.flame.io import FlameModel, LandmarkEmbedding
+from faceedit_core.flame.procedural_shape import (
+    BROW_Y,
+    CHIN_Y,
+    EYE_HALF_WIDTH,
+    EYE_X,
+    EYE_Y,
+    MOUTH_HALF_WIDTH,
+    MOUTH_Y,
+    NOSE_TIP_Y,
+    SkinGrid,
+)
 
 W = EYE_HALF_WIDTH
 
@@ -27,20 +36,48 @@ def _static_targets() -> list[tuple[float, float, str]]:
         t.append((0.0, y, "front"))
     for x, y in ((-0.012, -0.012), (-0.006, -0.014), (0.0, -0.0145), (0.006, -0.014), (0.012, -0.012)):  # 31-35
         t.append((x, y, "front"))
-    for side, order in ((-1, ("outer", "up_outer", "up_inner", "inner", "low_inner", "low_outer")),  # 36-41
-                        (1, ("inner", "up_inner", "up_outer", "outer", "low_outer", "low_inner"))):  # 42-47
+    for side, order in (
+        (-1, ("outer", "up_outer", "up_inner", "inner", "low_inner", "low_outer")),  # 36-41
+        (1, ("inner", "up_inner", "up_outer", "outer", "low_outer", "low_inner")),
+    ):  # 42-47
         for name in order:
-            dx = {"outer": W, "inner": -W, "up_outer": W / 3, "up_inner": -W / 3, "low_outer": W / 3, "low_inner": -W / 3}[name]
+            dx = {
+                "outer": W,
+                "inner": -W,
+                "up_outer": W / 3,
+                "up_inner": -W / 3,
+                "low_outer": W / 3,
+                "low_inner": -W / 3,
+            }[name]
             where = "upper" if name.startswith("up") else "lower" if name.startswith("low") else "corner"
             t.append((side * (EYE_X + dx), EYE_Y, f"{where}{side:+d}"))
     mw = MOUTH_HALF_WIDTH
-    outer_up = [(-mw, MOUTH_Y, "upper_edge"), (-0.015, MOUTH_Y + 0.006, "front"), (-0.006, MOUTH_Y + 0.0095, "front"),
-                (0.0, MOUTH_Y + 0.0085, "front"), (0.006, MOUTH_Y + 0.0095, "front"), (0.015, MOUTH_Y + 0.006, "front"),
-                (mw, MOUTH_Y, "upper_edge")]  # 48-54
-    outer_low = [(0.015, MOUTH_Y - 0.008, "front"), (0.007, MOUTH_Y - 0.0115, "front"), (0.0, MOUTH_Y - 0.012, "front"),
-                 (-0.007, MOUTH_Y - 0.0115, "front"), (-0.015, MOUTH_Y - 0.008, "front")]  # 55-59
-    inner = [(-mw + 0.004, 0, "upper_edge"), (-0.008, 0, "upper_edge"), (0.0, 0, "upper_edge"), (0.008, 0, "upper_edge"),
-             (mw - 0.004, 0, "upper_edge"), (0.008, 0, "lower_edge"), (0.0, 0, "lower_edge"), (-0.008, 0, "lower_edge")]  # 60-67
+    outer_up = [
+        (-mw, MOUTH_Y, "upper_edge"),
+        (-0.015, MOUTH_Y + 0.006, "front"),
+        (-0.006, MOUTH_Y + 0.0095, "front"),
+        (0.0, MOUTH_Y + 0.0085, "front"),
+        (0.006, MOUTH_Y + 0.0095, "front"),
+        (0.015, MOUTH_Y + 0.006, "front"),
+        (mw, MOUTH_Y, "upper_edge"),
+    ]  # 48-54
+    outer_low = [
+        (0.015, MOUTH_Y - 0.008, "front"),
+        (0.007, MOUTH_Y - 0.0115, "front"),
+        (0.0, MOUTH_Y - 0.012, "front"),
+        (-0.007, MOUTH_Y - 0.0115, "front"),
+        (-0.015, MOUTH_Y - 0.008, "front"),
+    ]  # 55-59
+    inner = [
+        (-mw + 0.004, 0, "upper_edge"),
+        (-0.008, 0, "upper_edge"),
+        (0.0, 0, "upper_edge"),
+        (0.008, 0, "upper_edge"),
+        (mw - 0.004, 0, "upper_edge"),
+        (0.008, 0, "lower_edge"),
+        (0.0, 0, "lower_edge"),
+        (-0.008, 0, "lower_edge"),
+    ]  # 60-67
     return t + outer_up + outer_low + inner
 
 

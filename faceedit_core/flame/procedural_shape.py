@@ -19,15 +19,15 @@ from dataclasses import dataclass
 import numpy as np
 
 # Feature layout (metres).
-EYE_X, EYE_Y = 0.032, 0.027          # eye centres at (+-EYE_X, EYE_Y)
-EYE_HALF_WIDTH = 0.0135               # almond half width
-EYE_UP, EYE_DOWN = 0.0055, 0.0040     # almond heights above / below EYE_Y
+EYE_X, EYE_Y = 0.032, 0.027  # eye centres at (+-EYE_X, EYE_Y)
+EYE_HALF_WIDTH = 0.0135  # almond half width
+EYE_UP, EYE_DOWN = 0.0055, 0.0040  # almond heights above / below EYE_Y
 EYEBALL_RADIUS = 0.0118
-LID_RADIUS = 0.0132                   # lids wrap the eyeball on this sphere
+LID_RADIUS = 0.0132  # lids wrap the eyeball on this sphere
 BROW_Y = 0.047
 MOUTH_Y = -0.043
 MOUTH_HALF_WIDTH = 0.024
-LIP_EDGE = 0.0008                     # half gap between the lip edges at rest
+LIP_EDGE = 0.0008  # half gap between the lip edges at rest
 POCKET_DEPTH = 0.02
 NOSE_TIP_Y = -0.004
 CHIN_Y = -0.085
@@ -39,9 +39,9 @@ class SkinGrid:
 
     pos: np.ndarray
     col_phi: np.ndarray
-    dived: np.ndarray          # [R,C] bool: inside an eye opening (hidden behind the eyeball)
-    pocket: np.ndarray         # [R,C] float: mouth-pocket weight (inner mouth)
-    upper_margin: dict         # side (+1 left, -1 right) -> list of (ring, col) on the upper lid margin
+    dived: np.ndarray  # [R,C] bool: inside an eye opening (hidden behind the eyeball)
+    pocket: np.ndarray  # [R,C] float: mouth-pocket weight (inner mouth)
+    upper_margin: dict  # side (+1 left, -1 right) -> list of (ring, col) on the upper lid margin
     lower_margin: dict
 
 
@@ -57,7 +57,7 @@ def gauss(x: np.ndarray, y: np.ndarray, cx: float, cy: float, sx: float, sy: flo
 def almond(x: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
     """Upper and lower lid margin heights y_u(x), y_l(x) of one eye (side +1 left, -1 right)."""
     t = np.clip((x - side * EYE_X) / EYE_HALF_WIDTH, -1, 1)
-    shape = 1 - t ** 2
+    shape = 1 - t**2
     # the upper lid peaks slightly to the inner side, like a real eye
     skew = 1 + 0.15 * (-side * t)
     return EYE_Y + EYE_UP * shape * skew, EYE_Y - EYE_DOWN * shape
@@ -65,8 +65,8 @@ def almond(x: np.ndarray, side: int) -> tuple[np.ndarray, np.ndarray]:
 
 def ring_heights() -> np.ndarray:
     """Ring y values, top (crown) to bottom (under the neck), without the two poles."""
-    top = 0.118 - 0.05 * (1 - np.cos(np.linspace(0.25, np.pi / 2, 12)))   # crown cap, coarse
-    face = np.arange(0.066, -0.092, -0.0025)                               # 2.5 mm over the face
+    top = 0.118 - 0.05 * (1 - np.cos(np.linspace(0.25, np.pi / 2, 12)))  # crown cap, coarse
+    face = np.arange(0.066, -0.092, -0.0025)  # 2.5 mm over the face
     face = face[np.abs(face - MOUTH_Y) > 0.0022]
     mouth = MOUTH_Y + np.array([LIP_EDGE, 0.0, -LIP_EDGE])
     neck = np.linspace(-0.097, -0.168, 12)
@@ -77,16 +77,20 @@ def ring_heights() -> np.ndarray:
 def column_angles(n: int = 104) -> np.ndarray:
     """Azimuths in [-pi, pi), dense at the front (phi = 0)."""
     u = np.linspace(-1, 1, n, endpoint=False) + 1.0 / n
-    return np.pi * (0.42 * u + 0.58 * u ** 3)
+    return np.pi * (0.42 * u + 0.58 * u**3)
 
 
 def _profile(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Cross-section at height y: half width a, front depth zf, back depth zb, centre z0."""
-    ys = np.array([0.125, 0.118, 0.10, 0.075, 0.045, 0.015, -0.015, -0.045, -0.07, -0.085, -0.095, -0.11, -0.17, -0.176])
+    ys = np.array(
+        [0.125, 0.118, 0.10, 0.075, 0.045, 0.015, -0.015, -0.045, -0.07, -0.085, -0.095, -0.11, -0.17, -0.176]
+    )
     a = np.array([0.0, 0.035, 0.062, 0.075, 0.078, 0.077, 0.073, 0.066, 0.055, 0.045, 0.050, 0.052, 0.054, 0.0])
     zf = np.array([0.0, 0.045, 0.075, 0.090, 0.094, 0.095, 0.096, 0.090, 0.078, 0.062, 0.045, 0.040, 0.046, 0.0])
     zb = np.array([0.0, 0.050, 0.088, 0.100, 0.102, 0.098, 0.088, 0.070, 0.060, 0.052, 0.050, 0.048, 0.050, 0.0])
-    z0 = np.array([-0.015, -0.015, -0.015, -0.015, -0.015, -0.015, -0.015, -0.015, -0.018, -0.022, -0.03, -0.035, -0.035, -0.035])
+    z0 = np.array(
+        [-0.015, -0.015, -0.015, -0.015, -0.015, -0.015, -0.015, -0.015, -0.018, -0.022, -0.03, -0.035, -0.035, -0.035]
+    )
     order = np.argsort(ys)
     return tuple(np.interp(y, ys[order], v[order]) for v in (a, zf, zb, z0))
 
@@ -94,18 +98,31 @@ def _profile(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndar
 def face_relief(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Forward (+z) offset of the facial features over the smooth cross-sections."""
     ax = np.abs(x)
-    nose_ridge = 0.021 * smoothstep(0.035, -0.004, y) * smoothstep(-0.022, -0.006, y) * np.exp(-0.5 * (x / (0.0045 + 0.006 * smoothstep(0.03, -0.01, y))) ** 2)
+    nose_ridge = (
+        0.021
+        * smoothstep(0.035, -0.004, y)
+        * smoothstep(-0.022, -0.006, y)
+        * np.exp(-0.5 * (x / (0.0045 + 0.006 * smoothstep(0.03, -0.01, y))) ** 2)
+    )
     nose_tip = 0.006 * gauss(x, y, 0.0, NOSE_TIP_Y - 0.004, 0.008, 0.006)
     alae = 0.006 * (gauss(x, y, 0.014, -0.012, 0.006, 0.006) + gauss(x, y, -0.014, -0.012, 0.006, 0.006))
     brow = 0.007 * np.exp(-0.5 * ((y - BROW_Y + 0.004) / 0.008) ** 2) * smoothstep(0.075, 0.03, ax)
-    sockets = -0.011 * (gauss(x, y, EYE_X, EYE_Y + 0.002, 0.014, 0.011) + gauss(x, y, -EYE_X, EYE_Y + 0.002, 0.014, 0.011))
+    sockets = -0.011 * (
+        gauss(x, y, EYE_X, EYE_Y + 0.002, 0.014, 0.011) + gauss(x, y, -EYE_X, EYE_Y + 0.002, 0.014, 0.011)
+    )
     cheeks = 0.005 * (gauss(x, y, 0.045, -0.008, 0.016, 0.014) + gauss(x, y, -0.045, -0.008, 0.016, 0.014))
-    upper_lip = 0.007 * np.exp(-0.5 * ((y - MOUTH_Y - 0.006) / 0.006) ** 2) * smoothstep(MOUTH_HALF_WIDTH + 0.006, 0.0, ax)
-    lower_lip = 0.006 * np.exp(-0.5 * ((y - MOUTH_Y + 0.007) / 0.005) ** 2) * smoothstep(MOUTH_HALF_WIDTH + 0.004, 0.0, ax)
+    upper_lip = (
+        0.007 * np.exp(-0.5 * ((y - MOUTH_Y - 0.006) / 0.006) ** 2) * smoothstep(MOUTH_HALF_WIDTH + 0.006, 0.0, ax)
+    )
+    lower_lip = (
+        0.006 * np.exp(-0.5 * ((y - MOUTH_Y + 0.007) / 0.005) ** 2) * smoothstep(MOUTH_HALF_WIDTH + 0.004, 0.0, ax)
+    )
     philtrum = 0.004 * np.exp(-0.5 * ((y - MOUTH_Y - 0.016) / 0.008) ** 2) * np.exp(-0.5 * (x / 0.012) ** 2)
     chin = 0.007 * gauss(x, y, 0.0, CHIN_Y + 0.012, 0.016, 0.011)
     labial_fold = -0.003 * gauss(x, y, 0.0, MOUTH_Y - 0.015, 0.012, 0.004)
-    return nose_ridge + nose_tip + alae + brow + sockets + cheeks + upper_lip + lower_lip + philtrum + chin + labial_fold
+    return (
+        nose_ridge + nose_tip + alae + brow + sockets + cheeks + upper_lip + lower_lip + philtrum + chin + labial_fold
+    )
 
 
 def build_skin() -> SkinGrid:
@@ -127,8 +144,9 @@ def build_skin() -> SkinGrid:
     for side in (1, -1):
         _wrap_eye(pos, side, dived, upper_margin, lower_margin)
     pocket = _fold_mouth(pos, ring_y)
-    return SkinGrid(pos=pos, col_phi=col_phi, dived=dived, pocket=pocket,
-                    upper_margin=upper_margin, lower_margin=lower_margin)
+    return SkinGrid(
+        pos=pos, col_phi=col_phi, dived=dived, pocket=pocket, upper_margin=upper_margin, lower_margin=lower_margin
+    )
 
 
 def eye_centre(side: int) -> np.ndarray:
@@ -146,7 +164,7 @@ def _front_surface_z(x: float, y: float) -> float:
 def lid_z(x: np.ndarray, y: np.ndarray, centre: np.ndarray) -> np.ndarray:
     """Depth of the lid sphere in front of the eyeball at (x, y)."""
     d2 = (x - centre[0]) ** 2 + (y - centre[1]) ** 2
-    return centre[2] + np.sqrt(np.clip(LID_RADIUS ** 2 - d2, 0, None))
+    return centre[2] + np.sqrt(np.clip(LID_RADIUS**2 - d2, 0, None))
 
 
 def _wrap_eye(pos: np.ndarray, side: int, dived: np.ndarray, upper: dict, lower: dict) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .procedural_shape import EYEBALL_RADIUS, SkinGrid, eye_centre
+from faceedit_core.flame.procedural_shape import EYEBALL_RADIUS, SkinGrid, eye_centre
 
 SKIN_U_MAX = 0.8
 Y_TOP, Y_BOTTOM = 0.125, -0.176
@@ -26,15 +26,15 @@ EYE_LAT, EYE_LON = 12, 18
 
 @dataclass
 class HeadTopology:
-    vertices: np.ndarray       # [V,3]
-    faces: np.ndarray          # [F,3]
-    uvs: np.ndarray            # [T,2]
-    uv_faces: np.ndarray       # [F,3]
-    skin_index: np.ndarray     # [R*C] vertex id of grid cell (r, c) at r*C + c
+    vertices: np.ndarray  # [V,3]
+    faces: np.ndarray  # [F,3]
+    uvs: np.ndarray  # [T,2]
+    uv_faces: np.ndarray  # [F,3]
+    skin_index: np.ndarray  # [R*C] vertex id of grid cell (r, c) at r*C + c
     grid_shape: tuple[int, int]
-    eyeball_index: dict        # side (+1 left, -1 right) -> vertex ids [n]
-    ring_y: np.ndarray         # [R] nominal ring heights (for UVs)
-    col_phi: np.ndarray        # [C]
+    eyeball_index: dict  # side (+1 left, -1 right) -> vertex ids [n]
+    ring_y: np.ndarray  # [R] nominal ring heights (for UVs)
+    col_phi: np.ndarray  # [C]
 
 
 def skin_v(y: np.ndarray) -> np.ndarray:
@@ -81,9 +81,9 @@ def _eyeball(side: int, v0: int, t0: int) -> tuple[np.ndarray, list, np.ndarray,
     band0, band1 = EYE_BANDS[side]
     u_of = lambda j: EYE_U0 + (EYE_U1 - EYE_U0) * j / EYE_LON  # noqa: E731
     v_of = lambda th: band1 - (band1 - band0) * th / np.pi  # noqa: E731
-    uvs = [[u_of(j + 0.5), v_of(0.0)] for j in range(EYE_LON)]            # front pole, one per column
+    uvs = [[u_of(j + 0.5), v_of(0.0)] for j in range(EYE_LON)]  # front pole, one per column
     uvs += [[u_of(j), v_of(th)] for th in theta for j in range(EYE_LON + 1)]
-    uvs += [[u_of(j + 0.5), v_of(np.pi)] for j in range(EYE_LON)]         # back pole
+    uvs += [[u_of(j + 0.5), v_of(np.pi)] for j in range(EYE_LON)]  # back pole
     n_ring = len(theta)
     vid = lambda i, j: v0 + 1 + i * EYE_LON + j % EYE_LON  # noqa: E731
     tid = lambda i, j: t0 + EYE_LON + i * (EYE_LON + 1) + j  # noqa: E731
@@ -142,7 +142,13 @@ def build_topology(grid: SkinGrid) -> HeadTopology:
         eyeball_index[side] = np.arange(n_v, n_v + len(ev))
         n_v, n_t = n_v + len(ev), n_t + len(et)
     return HeadTopology(
-        vertices=np.concatenate(verts), faces=np.array(faces, dtype=np.int64),
-        uvs=np.concatenate(uvs), uv_faces=np.array(uv_faces, dtype=np.int64),
-        skin_index=np.arange(1, 1 + R * C), grid_shape=(R, C), eyeball_index=eyeball_index,
-        ring_y=ring_y, col_phi=grid.col_phi)
+        vertices=np.concatenate(verts),
+        faces=np.array(faces, dtype=np.int64),
+        uvs=np.concatenate(uvs),
+        uv_faces=np.array(uv_faces, dtype=np.int64),
+        skin_index=np.arange(1, 1 + R * C),
+        grid_shape=(R, C),
+        eyeball_index=eyeball_index,
+        ring_y=ring_y,
+        col_phi=grid.col_phi,
+    )

@@ -10,8 +10,8 @@ EasyDict, ...) by inert `StubRecord`s, tensors are rebuilt through torch's weigh
 loader, and any other global is refused. `release_state_dict` then walks `_parameters` /
 `_buffers` / `_modules` into the dotted names `state_dict()` would give.
 
-Our format: `<stem>.safetensors` (state dict + `uv_mask`) and `<stem>.json` (config, sha256;
-`faceedit_core.checkpoints`). A release pickle is converted once into a cache under
+Our format: `<stem>.json` (config, sha256) and the weights it names (state dict + `uv_mask`;
+`faceedit_core.storage.checkpoints`). A release pickle is converted once into a cache under
 FACEEDIT_HOME and later loads read the cache.
 """
 
@@ -26,19 +26,26 @@ from typing import Any
 import numpy as np
 import torch
 
-from .. import checkpoints
-from ..assets import faceedit_home, sha256_file
-from ..errors import InputError, MissingModelError, UnsafeFileError
-from ..flame.unpickle import SafeUnpickler
-from .configs import CONFIGS, Next3DConfig
-from .renderer import RenderSettings
-from .topology import Next3DTopology
+from faceedit_core.errors import InputError, MissingModelError, UnsafeFileError
+from faceedit_core.next3d.configs import CONFIGS, Next3DConfig
+from faceedit_core.next3d.renderer import RenderSettings
+from faceedit_core.next3d.topology import Next3DTopology
+from faceedit_core.storage import checkpoints
+from faceedit_core.storage.home import faceedit_home, sha256_file
+from faceedit_core.storage.unpickle import SafeUnpickler
 
 FORMAT = "faceedit-next3d"
 FORMAT_VERSION = 1
 # Modules whose classes may appear in the release pickle by reference; they become inert stubs.
-STUB_MODULE_PREFIXES = ("training", "training_avatar_texture", "torch_utils", "dnnlib", "torch.nn.modules",
-                        "v13_neural_blending", "volumetric_rendering")
+STUB_MODULE_PREFIXES = (
+    "training",
+    "training_avatar_texture",
+    "torch_utils",
+    "dnnlib",
+    "torch.nn.modules",
+    "v13_neural_blending",
+    "volumetric_rendering",
+)
 RENDER_ATTRIBUTES = ("rendering_kwargs", "neural_rendering_resolution", "orth_scale", "orth_shift")
 
 
@@ -96,8 +103,10 @@ def _safe_reconstructor(cls, base, state=None):
 
 def _rebuild_from_type(func, cls, args, state):
     """torch._tensor._rebuild_from_type_v2 for plain tensors and parameters only."""
-    if cls not in (torch.Tensor, torch.nn.Parameter) or func not in (torch._utils._rebuild_tensor_v2,
-                                                                      torch._utils._rebuild_parameter):
+    if cls not in (torch.Tensor, torch.nn.Parameter) or func not in (
+        torch._utils._rebuild_tensor_v2,
+        torch._utils._rebuild_parameter,
+    ):
         raise UnsafeFileError(f"refusing to rebuild a tensor of type {cls!r} from the Next3D pickle")
     return func(*args)
 
@@ -170,8 +179,10 @@ def read_release_pickle(path: str | os.PathLike, key: str = "G_ema") -> ReleaseG
     """The release pickle -> ReleaseGenerator of `key`, executing nothing from the file."""
     path = Path(path)
     if not path.is_file():
-        raise MissingModelError(f"Next3D checkpoint {path} does not exist (next3d_ffhq_512.pkl from the "
-                                "Next3D project page, in MODELS/next3d/)")
+        raise MissingModelError(
+            f"Next3D checkpoint {path} does not exist (next3d_ffhq_512.pkl from the "
+            "Next3D project page, in MODELS/next3d/)"
+        )
     with open(path, "rb") as f:
         try:
             data = ReleaseUnpickler(f).load()
@@ -181,9 +192,13 @@ def read_release_pickle(path: str | os.PathLike, key: str = "G_ema") -> ReleaseG
             raise InputError(f"{path} is not a readable Next3D pickle: {exc}") from exc
     g = data.get(key) if isinstance(data, dict) else None
     if g is None:
-        raise InputError(f"{path} has no '{key}' entry (keys: {sorted(data) if isinstance(data, dict) else type(data)})")
+        raise InputError(
+            f"{path} has no '{key}' entry (keys: {sorted(data) if isinstance(data, dict) else type(data)})"
+        )
     state = _state_of(g)
-    attrs = {k: v for k, v in state.items() if not k.startswith("_") and not isinstance(v, (PersistentRecord, StubRecord))}
+    attrs = {
+        k: v for k, v in state.items() if not k.startswith("_") and not isinstance(v, (PersistentRecord, StubRecord))
+    }
     meta = {k: v for k, v in g.meta.items() if k != "state"} if isinstance(g, PersistentRecord) else {}
     return ReleaseGenerator(release_state_dict(g), attrs, dict(state.get("_init_kwargs") or {}), meta)
 
@@ -205,15 +220,18 @@ def _sizes_from_state_dict(sd: dict, base: Next3DConfig) -> dict:
     """plane_resolution (the static backbone's last block b{P}), output_resolution (the last
     super-resolution block's noise buffer [O,O]) and mouth_resolution (4 * 2^encoders of the mouth
     StyleUNet) of a state dict; the base's values where a name is absent."""
+
     def count(pattern: str) -> list[int]:
         return sorted({int(m.group(1)) for k in sd if (m := re.match(pattern, k))})
 
     planes = count(r"backbone\.synthesis\.b(\d+)\.")
     encoders = count(r"mouth_backbone\.synthesis\.encoder\.(\d+)\.")
     noise = sd.get("superresolution.block1.conv1.noise_const")
-    return dict(plane_resolution=planes[-1] if planes else base.plane_resolution,
-                mouth_resolution=4 << len(encoders) if encoders else base.mouth_resolution,
-                output_resolution=int(noise.shape[-1]) if noise is not None else base.output_resolution)
+    return dict(
+        plane_resolution=planes[-1] if planes else base.plane_resolution,
+        mouth_resolution=4 << len(encoders) if encoders else base.mouth_resolution,
+        output_resolution=int(noise.shape[-1]) if noise is not None else base.output_resolution,
+    )
 
 
 def config_from_release(rel: ReleaseGenerator) -> Next3DConfig:
@@ -222,21 +240,29 @@ def config_from_release(rel: ReleaseGenerator) -> Next3DConfig:
     rk = _plain(rel.attributes.get("rendering_kwargs") or kw.get("rendering_kwargs") or {})
     sd = rel.state_dict
     base = CONFIGS["full"]
-    sr = tuple(int(sd[f"superresolution.block{i}.conv1.weight"].shape[0]) for i in (0, 1)) \
-        if "superresolution.block1.conv1.weight" in sd else base.sr_block_channels
+    sr = (
+        tuple(int(sd[f"superresolution.block{i}.conv1.weight"].shape[0]) for i in (0, 1))
+        if "superresolution.block1.conv1.weight" in sd
+        else base.sr_block_channels
+    )
     nrr = rel.attributes.get("neural_rendering_resolution", base.neural_rendering_resolution)
-    return base.with_(**_sizes_from_state_dict(sd, base),
-        name="release", channel_base=int(kw.get("channel_base", base.channel_base)),
+    return base.with_(
+        **_sizes_from_state_dict(sd, base),
+        name="release",
+        channel_base=int(kw.get("channel_base", base.channel_base)),
         channel_max=int(kw.get("channel_max", base.channel_max)),
         num_fp16_res=int(kw.get("num_fp16_res", base.num_fp16_res)),
         sr_num_fp16_res=int(kw.get("sr_num_fp16_res", base.sr_num_fp16_res)),
         conv_clamp=kw.get("conv_clamp", base.conv_clamp),
         fused_modconv_default=kw.get("fused_modconv_default", base.fused_modconv_default),
         mapping_layers=int((kw.get("mapping_kwargs") or {}).get("num_layers", base.mapping_layers)),
-        neural_rendering_resolution=int(_plain(nrr)), sr_block_channels=sr,
+        neural_rendering_resolution=int(_plain(nrr)),
+        sr_block_channels=sr,
         render=RenderSettings.from_kwargs(rk) if rk else base.render,
-        sr_antialias=bool(rk.get("sr_antialias", True)), decoder_lr_mul=float(rk.get("decoder_lr_mul", 1.0)),
-        c_scale=float(rk.get("c_scale", 1.0)))
+        sr_antialias=bool(rk.get("sr_antialias", True)),
+        decoder_lr_mul=float(rk.get("decoder_lr_mul", 1.0)),
+        c_scale=float(rk.get("c_scale", 1.0)),
+    )
 
 
 def release_uv_mask(rel: ReleaseGenerator) -> torch.Tensor | None:
@@ -252,21 +278,21 @@ def release_uv_mask(rel: ReleaseGenerator) -> torch.Tensor | None:
 
 # ---------------------------------------------------------------- our format
 def save_checkpoint(generator, stem: str | os.PathLike, source: dict | None = None) -> Path:
-    """Write `<stem>.safetensors` + `<stem>.json`; returns the manifest path."""
+    """Write `<stem>.json` + its weights (storage/checkpoints.py); returns the manifest path."""
     tensors = dict(generator.state_dict())
     tensors["uv_mask"] = generator.uv_mask
-    manifest = {"format": FORMAT, "version": FORMAT_VERSION, "config": generator.config.to_dict(),
-                "source": source or {}}
+    manifest = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "config": generator.config.to_dict(),
+        "source": source or {},
+    }
     return checkpoints.save(stem, tensors, manifest)
-
-
-def _stem(path: Path) -> Path:
-    return path.with_suffix("") if path.suffix in (".json", ".safetensors") else path
 
 
 def load_checkpoint(stem: str | os.PathLike) -> tuple[dict[str, torch.Tensor], torch.Tensor, Next3DConfig]:
     """-> (state dict, uv_mask [1,1,256,256], config) of a checkpoint written by save_checkpoint."""
-    tensors, manifest = checkpoints.load(_stem(Path(stem)))
+    tensors, manifest = checkpoints.load(checkpoints.stem_of(stem))
     if manifest.get("format") != FORMAT:
         raise InputError(f"{stem} is not a FaceEdit Next3D checkpoint (format {manifest.get('format')!r})")
     if "uv_mask" not in tensors:
@@ -293,14 +319,23 @@ def load_generator(cls, path: Path, uv_mask=None, cache: bool = True):
         topology = Next3DTopology.from_state_dict(rel.state_dict, mask)
         g = _build(cls, config_from_release(rel), topology, rel.state_dict, str(path))
         if cached is not None:
-            save_checkpoint(g, cached, source={"path": str(path), "sha256": sha256_file(path),
-                                               "class_name": rel.meta.get("class_name"),
-                                               "rendering_kwargs": _plain(rel.attributes.get("rendering_kwargs"))})
+            save_checkpoint(
+                g,
+                cached,
+                source={
+                    "path": str(path),
+                    "sha256": sha256_file(path),
+                    "class_name": rel.meta.get("class_name"),
+                    "rendering_kwargs": _plain(rel.attributes.get("rendering_kwargs")),
+                },
+            )
         return g
-    stem = _stem(path)
-    if not stem.with_suffix(".json").is_file():
-        raise MissingModelError(f"Next3D checkpoint {path} does not exist (a release .pkl, or <stem>.json + "
-                                "<stem>.safetensors written by FaceEdit)")
+    stem = checkpoints.stem_of(path)
+    if not checkpoints.manifest_path(stem).is_file():
+        raise MissingModelError(
+            f"Next3D checkpoint {path} does not exist (a release .pkl, or <stem>.json + "
+            "its weights written by FaceEdit)"
+        )
     sd, mask, config = load_checkpoint(stem)
     if uv_mask is not None:
         mask = uv_mask
@@ -312,9 +347,9 @@ def _build(cls, config, topology, sd, where):
         g = cls(config, topology)
     missing = sorted(set(g.state_dict()) ^ set(sd))
     if missing:
-        raise InputError(f"{where}: state dict does not match the Next3D layout ({len(missing)} names differ, "
-                         f"e.g. {missing[:5]})")
+        raise InputError(
+            f"{where}: state dict does not match the Next3D layout ({len(missing)} names differ, e.g. {missing[:5]})"
+        )
     g.load_state_dict(sd, strict=True, assign=True)
     g.uv_mask = topology.uv_mask.clone()
     return g.eval()
-

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-from ..errors import InputError
-from .renderer import RenderSettings
+from faceedit_core.errors import InputError
+from faceedit_core.next3d.renderer import RenderSettings
 
 
 @dataclass(frozen=True)
@@ -49,17 +49,27 @@ class Next3DConfig:
 
     def validate(self) -> None:
         if not 4 <= self.neural_rendering_resolution <= 512:
-            raise InputError(f"neural_rendering_resolution must be within 4..512, got {self.neural_rendering_resolution}")
-        for name, low, high in (("plane_resolution", 32, 256), ("mouth_resolution", 8, self.plane_resolution),
-                                ("output_resolution", 16, 2048)):
+            raise InputError(
+                f"neural_rendering_resolution must be within 4..512, got {self.neural_rendering_resolution}"
+            )
+        for name, low, high in (
+            ("plane_resolution", 32, 256),
+            ("mouth_resolution", 8, self.plane_resolution),
+            ("output_resolution", 16, 2048),
+        ):
             value = getattr(self, name)
             if not (isinstance(value, int) and low <= value <= high and value & (value - 1) == 0):
                 raise InputError(f"{name} must be a power of two within {low}..{high}, got {value}")
         self.render.validate()
 
     def synthesis_kwargs(self) -> dict:
-        return dict(channel_base=self.channel_base, channel_max=self.channel_max, num_fp16_res=self.num_fp16_res,
-                    conv_clamp=self.conv_clamp, fused_modconv_default=self.fused_modconv_default)
+        return dict(
+            channel_base=self.channel_base,
+            channel_max=self.channel_max,
+            num_fp16_res=self.num_fp16_res,
+            conv_clamp=self.conv_clamp,
+            fused_modconv_default=self.fused_modconv_default,
+        )
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -83,10 +93,17 @@ class Next3DConfig:
 CONFIGS = {
     "full": Next3DConfig("full", channel_base=32768, channel_max=512, neural_rendering_resolution=64),
     "golden": Next3DConfig("golden", channel_base=2048, channel_max=32, neural_rendering_resolution=32),
-    "tiny": Next3DConfig("tiny", channel_base=512, channel_max=8, neural_rendering_resolution=16,
-                         render=RenderSettings(depth_resolution=8, depth_resolution_importance=8),
-                         sr_block_channels=(16, 8), plane_resolution=32, mouth_resolution=16,
-                         output_resolution=64),
+    "tiny": Next3DConfig(
+        "tiny",
+        channel_base=512,
+        channel_max=8,
+        neural_rendering_resolution=16,
+        render=RenderSettings(depth_resolution=8, depth_resolution_importance=8),
+        sr_block_channels=(16, 8),
+        plane_resolution=32,
+        mouth_resolution=16,
+        output_resolution=64,
+    ),
 }
 
 

@@ -28,14 +28,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import InputError
-from . import neural_raster as nr
-from .configs import Next3DConfig, get_config
-from .renderer import ImportanceRenderer, OSGDecoder, Uniforms, camera_from_c, sample_rays
-from .stylegan2 import StyleGAN2Backbone
-from .styleunet import StyleUNet
-from .superres import SuperresolutionHybrid8XDC
-from .topology import Next3DTopology, resize_mask
+from faceedit_core.errors import InputError
+from faceedit_core.next3d import neural_raster as nr
+from faceedit_core.next3d.configs import Next3DConfig, get_config
+from faceedit_core.next3d.renderer import ImportanceRenderer, OSGDecoder, Uniforms, camera_from_c, sample_rays
+from faceedit_core.next3d.stylegan2 import StyleGAN2Backbone
+from faceedit_core.next3d.styleunet import StyleUNet
+from faceedit_core.next3d.superres import SuperresolutionHybrid8XDC
+from faceedit_core.next3d.topology import Next3DTopology, resize_mask
 
 N_LANDMARKS = 68
 NUM_WS = 28
@@ -73,8 +73,7 @@ def prepare_vertices(source) -> torch.Tensor:
 def flame_inputs(flame_layer, params) -> torch.Tensor:
     """FlameParams -> generator input [B,V+68,3]: FLAME posed with global_pose and transl zeroed
     (shape, expression, jaw, neck and eyes kept), as Next3D's training data was prepared."""
-    neutral = params.replace(global_pose=torch.zeros_like(params.global_pose),
-                             transl=torch.zeros_like(params.transl))
+    neutral = params.replace(global_pose=torch.zeros_like(params.global_pose), transl=torch.zeros_like(params.transl))
     return prepare_vertices(flame_layer(neutral))
 
 
@@ -92,26 +91,54 @@ class Next3DGenerator(nn.Module):
         kw = cfg.synthesis_kwargs()
         z, c, w = cfg.z_dim, cfg.c_dim, cfg.w_dim
         self.texture_backbone = StyleGAN2Backbone(z, c, w, P, PLANE_CHANNELS, mapping_layers=cfg.mapping_layers, **kw)
-        self.mouth_backbone = StyleUNet(z, c, w, P, PLANE_CHANNELS, cond_channels=PLANE_CHANNELS, in_size=M,
-                                        final_size=4, num_cond_res=M, mapping_layers=cfg.mapping_layers, **kw)
-        self.backbone = StyleGAN2Backbone(z, c, w, P, 3 * PLANE_CHANNELS, mapping_ws=NUM_WS,
-                                          mapping_layers=cfg.mapping_layers, **kw)
-        self.superresolution = SuperresolutionHybrid8XDC(PLANE_CHANNELS, cfg.output_resolution,
-                                                         sr_num_fp16_res=cfg.sr_num_fp16_res,
-                                                         sr_antialias=cfg.sr_antialias,
-                                                         fused_modconv_default=cfg.fused_modconv_default,
-                                                         w_dim=w, block_channels=cfg.sr_block_channels)
+        self.mouth_backbone = StyleUNet(
+            z,
+            c,
+            w,
+            P,
+            PLANE_CHANNELS,
+            cond_channels=PLANE_CHANNELS,
+            in_size=M,
+            final_size=4,
+            num_cond_res=M,
+            mapping_layers=cfg.mapping_layers,
+            **kw,
+        )
+        self.backbone = StyleGAN2Backbone(
+            z, c, w, P, 3 * PLANE_CHANNELS, mapping_ws=NUM_WS, mapping_layers=cfg.mapping_layers, **kw
+        )
+        self.superresolution = SuperresolutionHybrid8XDC(
+            PLANE_CHANNELS,
+            cfg.output_resolution,
+            sr_num_fp16_res=cfg.sr_num_fp16_res,
+            sr_antialias=cfg.sr_antialias,
+            fused_modconv_default=cfg.fused_modconv_default,
+            w_dim=w,
+            block_channels=cfg.sr_block_channels,
+        )
         self.decoder = OSGDecoder(PLANE_CHANNELS, 64, PLANE_CHANNELS, lr_multiplier=cfg.decoder_lr_mul)
-        self.neural_blending = StyleUNet(z, c, w, P, PLANE_CHANNELS, cond_channels=PLANE_CHANNELS, in_size=P,
-                                         final_size=P // 8, num_cond_res=P, mapping_layers=cfg.mapping_layers, **kw)
+        self.neural_blending = StyleUNet(
+            z,
+            c,
+            w,
+            P,
+            PLANE_CHANNELS,
+            cond_channels=PLANE_CHANNELS,
+            in_size=P,
+            final_size=P // 8,
+            num_cond_res=P,
+            mapping_layers=cfg.mapping_layers,
+            **kw,
+        )
         self.renderer = ImportanceRenderer()
         self.neural_rendering_resolution = cfg.neural_rendering_resolution
         self.render_settings = cfg.render
 
     # ------------------------------------------------------------ construction
     @classmethod
-    def from_config(cls, name: str | Next3DConfig, topology: Next3DTopology | None = None,
-                    seed: int | None = 0) -> "Next3DGenerator":
+    def from_config(
+        cls, name: str | Next3DConfig, topology: Next3DTopology | None = None, seed: int | None = 0
+    ) -> "Next3DGenerator":
         """Random weights (StyleGAN2 initialisation, seeded) in eval mode; topology defaults to
         the demo head (FLAME layout with UVs, mask all ones)."""
         topology = topology or Next3DTopology.demo_head()
@@ -125,17 +152,18 @@ class Next3DGenerator(nn.Module):
     def from_checkpoint(cls, path: str | os.PathLike, uv_mask=None, cache: bool = True) -> "Next3DGenerator":
         """The release's `.pkl` (read without executing anything in it; converted once to a
         safetensors cache under FACEEDIT_HOME) or our own `<stem>.json` / `<stem>.safetensors`."""
-        from .checkpoint import load_generator
+        from faceedit_core.next3d.checkpoint import load_generator
 
         return load_generator(cls, Path(path), uv_mask=uv_mask, cache=cache)
 
     # ------------------------------------------------------------ mapping
-    def mapping(self, z: torch.Tensor, c: torch.Tensor, truncation_psi: float = 1.0,
-                truncation_cutoff: int | None = None) -> torch.Tensor:
+    def mapping(
+        self, z: torch.Tensor, c: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None
+    ) -> torch.Tensor:
         """z [B,512], conditioning camera c [B,25] -> ws [B,28,512]."""
         if c.dim() != 2 or c.shape[1] < self.config.c_dim:
             raise InputError(f"c must have shape [B,{self.config.c_dim}], got {list(c.shape)}")
-        c = c[:, :self.config.c_dim]
+        c = c[:, : self.config.c_dim]
         if self.config.c_scale != 1:
             c = c * self.config.c_scale
         return self.backbone.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
@@ -151,19 +179,29 @@ class Next3DGenerator(nn.Module):
         B, n_min = ws.shape[0], int(self.faces.max()) + 1
         n_mesh = verts.shape[1] - N_LANDMARKS if verts.dim() == 3 else -1
         if verts.dim() != 3 or verts.shape[0] != B or verts.shape[-1] != 3 or n_mesh < n_min:
-            raise InputError(f"verts must have shape [{B},V+68,3] with V >= {n_min} "
-                             f"(mesh vertices, then 68 landmarks), got {list(verts.shape)}")
+            raise InputError(
+                f"verts must have shape [{B},V+68,3] with V >= {n_min} "
+                f"(mesh vertices, then 68 landmarks), got {list(verts.shape)}"
+            )
         if not torch.isfinite(verts).all():
             raise InputError("verts contain NaN or Inf")
         P = self.config.plane_resolution
         size = (B, 4, P, P)
         if fragments is not None and (fragments.pix_to_face.shape != size or fragments.bary.shape != (*size, 3)):
-            raise InputError(f"fragments must have pix_to_face [{B},4,{P},{P}] and bary [{B},4,{P},{P},3], got "
-                             f"{list(fragments.pix_to_face.shape)} and {list(fragments.bary.shape)}")
+            raise InputError(
+                f"fragments must have pix_to_face [{B},4,{P},{P}] and bary [{B},4,{P},{P},3], got "
+                f"{list(fragments.pix_to_face.shape)} and {list(fragments.bary.shape)}"
+            )
         return n_mesh
 
-    def planes(self, ws: torch.Tensor, verts: torch.Tensor, fragments: nr.PlaneFragments | None = None,
-               keep_parts: bool = False, noise_mode: str = "const") -> Next3DPlanes:
+    def planes(
+        self,
+        ws: torch.Tensor,
+        verts: torch.Tensor,
+        fragments: nr.PlaneFragments | None = None,
+        keep_parts: bool = False,
+        noise_mode: str = "const",
+    ) -> Next3DPlanes:
         """ws [B,28,512], verts [B,V+68,3] (FLAME metres, landmarks last) -> Next3DPlanes.
 
         `fragments` replays recorded rasteriser outputs (else this project's rasteriser runs)."""
@@ -172,7 +210,7 @@ class Next3DGenerator(nn.Module):
         P = self.config.plane_resolution
         boxes = nr.mouth_box(nr.landmarks_2d(s[:, 0, n_mesh:]), P)  # checks the input before any network runs
         B = ws.shape[0]
-        eg3d_ws, texture_ws = ws[:, :NUM_WS // 2], ws[:, NUM_WS // 2:]
+        eg3d_ws, texture_ws = ws[:, : NUM_WS // 2], ws[:, NUM_WS // 2 :]
         texture = self.texture_backbone.synthesis(_rows(texture_ws, self.texture_backbone), noise_mode=noise_mode)
         static = self.backbone.synthesis(_rows(eg3d_ws, self.backbone), noise_mode=noise_mode)
         static = static.view(B, 3, PLANE_CHANNELS, *static.shape[-2:])
@@ -186,24 +224,41 @@ class Next3DGenerator(nn.Module):
         mouth_in = nr.crop_mouths(front, boxes, self.config.mouth_resolution)
         mouth = self.mouth_backbone.synthesis(mouth_in, _rows(eg3d_ws, self.mouth_backbone), noise_mode=noise_mode)
         stitched = nr.paste_mouths(front, mouth, boxes)
-        blended_front = self.neural_blending.synthesis(stitched, _rows(eg3d_ws, self.neural_blending),
-                                                       noise_mode=noise_mode)
+        blended_front = self.neural_blending.synthesis(
+            stitched, _rows(eg3d_ws, self.neural_blending), noise_mode=noise_mode
+        )
 
-        features = torch.stack([blended_front, views.rendering[:, 1] + views.rendering[:, 2],
-                                views.rendering[:, 3]], 1)
+        features = torch.stack([blended_front, views.rendering[:, 1] + views.rendering[:, 2], views.rendering[:, 3]], 1)
         side = ((alpha[:, 1] > 0) | (alpha[:, 1] > 0)).to(alpha.dtype)  # the release reads yaw+90 twice
         alphas = torch.stack([alpha[:, 0], side, alpha[:, 3]], 1)  # [B,3,1,S,S]
         planes = features * alphas + static * (1 - alphas)
         parts = {}
         if keep_parts:
-            parts = dict(texture=texture, static=static, fragments=fragments, views=views, alpha=alpha,
-                         mouth_box=boxes, mouth_in=mouth_in, mouth=mouth, stitched=stitched,
-                         blend_out=blended_front, feature_planes=features, alpha_planes=alphas)
+            parts = dict(
+                texture=texture,
+                static=static,
+                fragments=fragments,
+                views=views,
+                alpha=alpha,
+                mouth_box=boxes,
+                mouth_in=mouth_in,
+                mouth=mouth,
+                stitched=stitched,
+                blend_out=blended_front,
+                feature_planes=features,
+                alpha_planes=alphas,
+            )
         return Next3DPlanes(planes, parts)
 
     # ------------------------------------------------------------ per-camera part
-    def render_view(self, planes: Next3DPlanes | torch.Tensor, ws: torch.Tensor, c: torch.Tensor,
-                    uniforms: Uniforms | None = None, neural_rendering_resolution: int | None = None) -> dict:
+    def render_view(
+        self,
+        planes: Next3DPlanes | torch.Tensor,
+        ws: torch.Tensor,
+        c: torch.Tensor,
+        uniforms: Uniforms | None = None,
+        neural_rendering_resolution: int | None = None,
+    ) -> dict:
         """Planes of B heads, ws [B,28,512], cameras c [B,25] (or [N,25] for one head: every
         camera reuses the planes) -> dict(image [N,3,O,O] (O = output_resolution), image_raw [N,3,r,r],
         image_depth [N,1,r,r], feature_image [N,32,r,r], weights_sum [N,1,r,r])."""
@@ -211,11 +266,17 @@ class Next3DGenerator(nn.Module):
         tri = planes.planes if isinstance(planes, Next3DPlanes) else planes
         cam2world, intrinsics = camera_from_c(c.to(device=tri.device, dtype=torch.float32))
         if tri.shape[0] != ws.shape[0] or (len(c) != tri.shape[0] and tri.shape[0] != 1):
-            raise InputError(f"planes ({tri.shape[0]}), ws ({ws.shape[0]}) and c ({len(c)}) need one batch size "
-                             "(or a single head with several cameras)")
+            raise InputError(
+                f"planes ({tri.shape[0]}), ws ({ws.shape[0]}) and c ({len(c)}) need one batch size "
+                "(or a single head with several cameras)"
+            )
         if tri.shape[0] == 1 and len(c) > 1:
-            views = [self.render_view(tri, ws, c[i:i + 1], _camera_uniforms(uniforms, i, len(c)),
-                                      neural_rendering_resolution) for i in range(len(c))]
+            views = [
+                self.render_view(
+                    tri, ws, c[i : i + 1], _camera_uniforms(uniforms, i, len(c)), neural_rendering_resolution
+                )
+                for i in range(len(c))
+            ]
             return {k: torch.cat([v[k] for v in views]) for k in views[0]}
         R = int(neural_rendering_resolution or self.neural_rendering_resolution)
         if not 4 <= R <= 512:
@@ -226,9 +287,14 @@ class Next3DGenerator(nn.Module):
         feature_image = feats.permute(0, 2, 1).reshape(N, feats.shape[-1], R, R).contiguous()
         depth_image = depth.permute(0, 2, 1).reshape(N, 1, R, R)
         rgb = feature_image[:, :3]
-        image = self.superresolution(rgb, feature_image, ws[:, :NUM_WS // 2], noise_mode="none")
-        return {"image": image, "image_raw": rgb, "image_depth": depth_image, "feature_image": feature_image,
-                "weights_sum": wsum.permute(0, 2, 1).reshape(N, 1, R, R)}
+        image = self.superresolution(rgb, feature_image, ws[:, : NUM_WS // 2], noise_mode="none")
+        return {
+            "image": image,
+            "image_raw": rgb,
+            "image_depth": depth_image,
+            "feature_image": feature_image,
+            "weights_sum": wsum.permute(0, 2, 1).reshape(N, 1, R, R),
+        }
 
     def synthesis(self, ws: torch.Tensor, c: torch.Tensor, verts: torch.Tensor, **kwargs) -> dict:
         """planes then render_view; kwargs: fragments (planes), uniforms, neural_rendering_resolution."""
@@ -242,8 +308,15 @@ class Next3DGenerator(nn.Module):
             raise InputError(f"turntable renders one head, ws has batch {ws.shape[0]}")
         return self.render_view(self.planes(ws, verts), ws, c, **kwargs)
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor, verts: torch.Tensor, truncation_psi: float = 1.0,
-                truncation_cutoff: int | None = None, **kwargs) -> dict:
+    def forward(
+        self,
+        z: torch.Tensor,
+        c: torch.Tensor,
+        verts: torch.Tensor,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        **kwargs,
+    ) -> dict:
         """Mapping on c (conditioning = rendering camera here) then synthesis."""
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
         return self.synthesis(ws, c, verts, **kwargs)
@@ -252,7 +325,7 @@ class Next3DGenerator(nn.Module):
 def _rows(half_ws: torch.Tensor, net: nn.Module) -> torch.Tensor:
     """The first net.num_ws rows of a half of ws [B,14,512]: all 14 at the release's 256^2
     planes, fewer for smaller planes (2 log2(P) - 2); the 28 ws stay the interface."""
-    return half_ws[:, :net.num_ws]
+    return half_ws[:, : net.num_ws]
 
 
 def _camera_uniforms(uniforms: Uniforms | None, i: int, n: int) -> Uniforms | None:
@@ -261,5 +334,6 @@ def _camera_uniforms(uniforms: Uniforms | None, i: int, n: int) -> Uniforms | No
         return None
     strat, imp = uniforms.stratified, uniforms.importance
     m = imp.shape[0] // n if imp is not None else 0
-    return Uniforms(strat[i:i + 1] if strat is not None else None,
-                    imp[i * m:(i + 1) * m] if imp is not None else None)
+    return Uniforms(
+        strat[i : i + 1] if strat is not None else None, imp[i * m : (i + 1) * m] if imp is not None else None
+    )

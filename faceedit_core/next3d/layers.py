@@ -13,9 +13,9 @@ import math
 import torch
 from torch import nn
 
-from ..errors import InputError
-from .ops import ACTIVATION_GAIN, bias_act, conv2d_resample, setup_filter, upsample2d
-from .precision import reduced_dtype
+from faceedit_core.errors import InputError
+from faceedit_core.next3d.ops import ACTIVATION_GAIN, bias_act, conv2d_resample, setup_filter, upsample2d
+from faceedit_core.next3d.precision import reduced_dtype
 
 NOISE_MODES = ("random", "const", "none")
 
@@ -35,8 +35,15 @@ def resolve_fused(fused_modconv: bool | str, training: bool) -> bool:
 class FullyConnectedLayer(nn.Module):
     """Equalised linear layer: `x [N,I] -> [N,O]`, weight gain lr/sqrt(I), bias gain lr."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 activation: str = "linear", lr_multiplier: float = 1.0, bias_init: float = 0.0):
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        activation: str = "linear",
+        lr_multiplier: float = 1.0,
+        bias_init: float = 0.0,
+    ):
         super().__init__()
         self.activation = activation
         self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_multiplier)
@@ -59,12 +66,20 @@ class FullyConnectedLayer(nn.Module):
 class Conv2dLayer(nn.Module):
     """Equalised convolution `[N,I,H,W] -> [N,O,H*up/down,W*up/down]` with bias and activation."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, bias: bool = True,
-                 activation: str = "linear", up: int = 1, down: int = 1):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        bias: bool = True,
+        activation: str = "linear",
+        up: int = 1,
+        down: int = 1,
+    ):
         super().__init__()
         self.activation, self.up, self.down = activation, up, down
         self.padding = kernel_size // 2
-        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size ** 2)
+        self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
         self.register_buffer("resample_filter", setup_filter())
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
@@ -72,15 +87,24 @@ class Conv2dLayer(nn.Module):
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
         w = (self.weight * self.weight_gain).to(x.dtype)
         b = self.bias.to(x.dtype) if self.bias is not None else None
-        x = conv2d_resample(x, w, self.resample_filter, up=self.up, down=self.down,
-                            padding=self.padding, flip_weight=(self.up == 1))
+        x = conv2d_resample(
+            x, w, self.resample_filter, up=self.up, down=self.down, padding=self.padding, flip_weight=(self.up == 1)
+        )
         return bias_act(x, b, act=self.activation, gain=ACTIVATION_GAIN[self.activation] * gain, reuse_x=True)
 
 
-def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
-                     noise: torch.Tensor | None = None, up: int = 1, padding: int = 0,
-                     resample_filter: torch.Tensor | None = None, demodulate: bool = True,
-                     flip_weight: bool = True, fused_modconv: bool = True) -> torch.Tensor:
+def modulated_conv2d(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    styles: torch.Tensor,
+    noise: torch.Tensor | None = None,
+    up: int = 1,
+    padding: int = 0,
+    resample_filter: torch.Tensor | None = None,
+    demodulate: bool = True,
+    flip_weight: bool = True,
+    fused_modconv: bool = True,
+) -> torch.Tensor:
     """Style-modulated convolution.
 
     `x [N,I,H,W]`, `weight [O,I,k,k]`, `styles [N,I]`, `noise` broadcastable to the output
@@ -91,8 +115,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     n = x.shape[0]
     out_ch, in_ch, kh, kw = weight.shape
     if x.dtype == torch.float16 and demodulate:  # keep fp16 activations in range
-        weight = weight * (1 / math.sqrt(in_ch * kh * kw)
-                           / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
+        weight = weight * (1 / math.sqrt(in_ch * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
         styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
     w = dcoefs = None
     if demodulate or fused_modconv:
@@ -101,8 +124,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N,O]
     if not fused_modconv:
         x = x * styles.to(x.dtype).reshape(n, -1, 1, 1)
-        x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up=up, padding=padding,
-                            flip_weight=flip_weight)
+        x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up=up, padding=padding, flip_weight=flip_weight)
         if demodulate and noise is not None:
             return torch.addcmul(noise.to(x.dtype), x, dcoefs.to(x.dtype).reshape(n, -1, 1, 1))
         if demodulate:
@@ -113,8 +135,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     w = w.reshape(-1, in_ch, kh, kw)
     if n > 1:  # batch 1 skips the reshapes: they would drop a channels-last layout (size-1 strides)
         x = x.reshape(1, -1, *x.shape[2:])
-    x = conv2d_resample(x, w.to(x.dtype), resample_filter, up=up, padding=padding, groups=n,
-                        flip_weight=flip_weight)
+    x = conv2d_resample(x, w.to(x.dtype), resample_filter, up=up, padding=padding, groups=n, flip_weight=flip_weight)
     if n > 1:
         x = x.reshape(n, -1, *x.shape[2:])
     return x + noise.to(x.dtype) if noise is not None else x
@@ -123,9 +144,17 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
 class SynthesisLayer(nn.Module):
     """Modulated 3x3 conv (+ optional 2x upsampling), noise, bias, lrelu: `[N,I,r/up,r/up] -> [N,O,r,r]`."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int,
-                 kernel_size: int = 3, up: int = 1, use_noise: bool = True,
-                 conv_clamp: float | None = None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        kernel_size: int = 3,
+        up: int = 1,
+        use_noise: bool = True,
+        conv_clamp: float | None = None,
+    ):
         super().__init__()
         self.resolution, self.up, self.use_noise, self.conv_clamp = resolution, up, use_noise, conv_clamp
         self.padding = kernel_size // 2
@@ -137,30 +166,40 @@ class SynthesisLayer(nn.Module):
             self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros(out_channels))
 
-    def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const",
-                fused_modconv: bool = True, gain: float = 1.0) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", fused_modconv: bool = True, gain: float = 1.0
+    ) -> torch.Tensor:
         if noise_mode not in NOISE_MODES:
             raise InputError(f"noise_mode {noise_mode!r} is not one of {NOISE_MODES}")
         styles = self.affine(w)
         noise = None
         if self.use_noise and noise_mode == "random":
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution],
-                                device=x.device) * self.noise_strength
+            noise = (
+                torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
+            )
         elif self.use_noise and noise_mode == "const":
             noise = self.noise_const * self.noise_strength
-        x = modulated_conv2d(x, self.weight, styles, noise=noise, up=self.up, padding=self.padding,
-                             resample_filter=self.resample_filter, flip_weight=(self.up == 1),
-                             fused_modconv=fused_modconv)
+        x = modulated_conv2d(
+            x,
+            self.weight,
+            styles,
+            noise=noise,
+            up=self.up,
+            padding=self.padding,
+            resample_filter=self.resample_filter,
+            flip_weight=(self.up == 1),
+            fused_modconv=fused_modconv,
+        )
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, self.bias.to(x.dtype), act="lrelu", gain=ACTIVATION_GAIN["lrelu"] * gain,
-                        clamp=clamp, reuse_x=True)
+        return bias_act(
+            x, self.bias.to(x.dtype), act="lrelu", gain=ACTIVATION_GAIN["lrelu"] * gain, clamp=clamp, reuse_x=True
+        )
 
 
 class ToRGBLayer(nn.Module):
     """Modulated 1x1 conv without demodulation: features `[N,I,H,W]` -> image `[N,C,H,W]`."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int,
-                 conv_clamp: float | None = None):
+    def __init__(self, in_channels: int, out_channels: int, w_dim: int, conv_clamp: float | None = None):
         super().__init__()
         self.conv_clamp = conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
@@ -185,9 +224,17 @@ class SynthesisBlock(nn.Module):
     stays float32.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int,
-                 img_channels: int, use_fp16: bool = False,
-                 conv_clamp: float | None = None, fused_modconv_default: bool | str = True):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        img_channels: int,
+        use_fp16: bool = False,
+        conv_clamp: float | None = None,
+        fused_modconv_default: bool | str = True,
+    ):
         super().__init__()
         self.in_channels, self.resolution, self.use_fp16 = in_channels, resolution, use_fp16
         self.fused_modconv_default = fused_modconv_default
@@ -196,22 +243,26 @@ class SynthesisBlock(nn.Module):
         if in_channels == 0:
             self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=2,
-                                        conv_clamp=conv_clamp)
+            self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim, resolution, up=2, conv_clamp=conv_clamp)
         self.conv1 = SynthesisLayer(out_channels, out_channels, w_dim, resolution, conv_clamp=conv_clamp)
         self.torgb = ToRGBLayer(out_channels, img_channels, w_dim, conv_clamp=conv_clamp)
         self.num_conv = 1 if in_channels == 0 else 2
         self.num_torgb = 1
 
-    def forward(self, x: torch.Tensor | None, img: torch.Tensor | None, ws: torch.Tensor,
-                noise_mode: str = "const", fused_modconv: bool | str | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        x: torch.Tensor | None,
+        img: torch.Tensor | None,
+        ws: torch.Tensor,
+        noise_mode: str = "const",
+        fused_modconv: bool | str | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if ws.shape[1] != self.num_conv + self.num_torgb:
-            raise InputError(f"block b{self.resolution}: ws has {ws.shape[1]} rows, "
-                             f"needs {self.num_conv + self.num_torgb}")
+            raise InputError(
+                f"block b{self.resolution}: ws has {ws.shape[1]} rows, needs {self.num_conv + self.num_torgb}"
+            )
         dtype = reduced_dtype(self.precision, ws.device) if self.use_fp16 else torch.float32
-        fused = resolve_fused(self.fused_modconv_default if fused_modconv is None else fused_modconv,
-                              self.training)
+        fused = resolve_fused(self.fused_modconv_default if fused_modconv is None else fused_modconv, self.training)
         w_rows = ws.unbind(dim=1)
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import InputError
-from .layers import FullyConnectedLayer, normalize_2nd_moment
+from faceedit_core.errors import InputError
+from faceedit_core.next3d.layers import FullyConnectedLayer, normalize_2nd_moment
 
 
 class MappingNetwork(nn.Module):
@@ -17,8 +17,9 @@ class MappingNetwork(nn.Module):
     `w_avg + psi * (w - w_avg)`. Next3D uses cutoff 14, which leaves the 14 texture rows alone.
     """
 
-    def __init__(self, z_dim: int, c_dim: int, w_dim: int, num_ws: int, num_layers: int = 2,
-                 lr_multiplier: float = 0.01):
+    def __init__(
+        self, z_dim: int, c_dim: int, w_dim: int, num_ws: int, num_layers: int = 2, lr_multiplier: float = 0.01
+    ):
         super().__init__()
         self.z_dim, self.c_dim, self.w_dim, self.num_ws, self.num_layers = z_dim, c_dim, w_dim, num_ws, num_layers
         embed_features = w_dim if c_dim > 0 else 0
@@ -26,12 +27,15 @@ class MappingNetwork(nn.Module):
             self.embed = FullyConnectedLayer(c_dim, embed_features)
         features = [z_dim + embed_features] + [w_dim] * num_layers
         for idx in range(num_layers):
-            self.add_module(f"fc{idx}", FullyConnectedLayer(features[idx], features[idx + 1],
-                                                            activation="lrelu", lr_multiplier=lr_multiplier))
+            self.add_module(
+                f"fc{idx}",
+                FullyConnectedLayer(features[idx], features[idx + 1], activation="lrelu", lr_multiplier=lr_multiplier),
+            )
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
-    def forward(self, z: torch.Tensor, c: torch.Tensor, truncation_psi: float = 1.0,
-                truncation_cutoff: int | None = None) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, c: torch.Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None
+    ) -> torch.Tensor:
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise InputError(f"z must have shape [B,{self.z_dim}], got {list(z.shape)}")
         if self.c_dim > 0 and (c.ndim != 2 or c.shape != (z.shape[0], self.c_dim)):

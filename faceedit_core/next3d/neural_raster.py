@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError
-from ..render.rasterize import rasterize
+from faceedit_core.errors import InputError
+from faceedit_core.render.rasterize import rasterize
 
 PLANE_SIZE = 256  # the release's plane side (the default here; the generator passes its configuration's)
 ORTH_SCALE = 5.0
@@ -39,9 +39,17 @@ def euler_matrix(angles_deg: torch.Tensor) -> torch.Tensor:
     a = angles_deg * (math.pi / 180.0)
     s, c = torch.sin(a), torch.cos(a)
     sx, sy, sz, cx, cy, cz = s[:, 0], s[:, 1], s[:, 2], c[:, 0], c[:, 1], c[:, 2]
-    rows = [cz * cy, cz * sy * sx - sz * cx, cz * sy * cx + sz * sx,
-            sz * cy, sz * sy * sx + cz * cx, sz * sy * cx - cz * sx,
-            -sy, cy * sx, cy * cx]
+    rows = [
+        cz * cy,
+        cz * sy * sx - sz * cx,
+        cz * sy * cx + sz * sx,
+        sz * cy,
+        sz * sy * sx + cz * cx,
+        sz * sy * cx - cz * sx,
+        -sy,
+        cy * sx,
+        cy * cx,
+    ]
     return torch.stack(rows, 1).reshape(-1, 3, 3)
 
 
@@ -104,8 +112,9 @@ def interpolate_corners(frags: PlaneFragments, face_attrs: torch.Tensor) -> torc
     return out * visible[..., None]
 
 
-def sample_views(texture: torch.Tensor, frags: PlaneFragments, face_uvcoords: torch.Tensor,
-                 uv_mask: torch.Tensor) -> ViewSamples:
+def sample_views(
+    texture: torch.Tensor, frags: PlaneFragments, face_uvcoords: torch.Tensor, uv_mask: torch.Tensor
+) -> ViewSamples:
     """texture [B,C,T,T], fragments, face_uvcoords [F,3,3], uv_mask [1,1,M,M] -> ViewSamples.
 
     Background pixels have grid (0, 0), so their rendering is the texture's centre sample (the
@@ -114,11 +123,13 @@ def sample_views(texture: torch.Tensor, frags: PlaneFragments, face_uvcoords: to
     grid = interpolate_corners(frags, face_uvcoords)[..., :2]  # [B,4,S,S,2]
     flat_grid = grid.reshape(B, K * S, S, 2)
     visible = (frags.pix_to_face >= 0).to(texture.dtype)
-    mask = F.grid_sample(uv_mask.expand(B, -1, -1, -1), flat_grid, mode="bilinear", padding_mode="zeros",
-                         align_corners=False).view(B, K, 1, S, S)
+    mask = F.grid_sample(
+        uv_mask.expand(B, -1, -1, -1), flat_grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    ).view(B, K, 1, S, S)
     alpha = mask * visible[:, :, None]
-    rendering = F.grid_sample(texture, flat_grid, mode="bilinear", padding_mode="zeros",
-                              align_corners=False)  # [B,C,K*S,S]
+    rendering = F.grid_sample(
+        texture, flat_grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    )  # [B,C,K*S,S]
     rendering = rendering.view(B, -1, K, S, S).transpose(1, 2)
     return ViewSamples(grid, alpha, rendering)
 
@@ -178,12 +189,15 @@ def mouth_box(lm2d: torch.Tensor, size: int = PLANE_SIZE) -> torch.Tensor:
     extent = np.maximum(lips[..., 0].max(1) - lips[..., 0].min(1), lips[..., 1].max(1) - lips[..., 1].min(1))
     half = (extent * 1.2).astype(int) // 2
     # floored (the release truncates: the same inside the plane; a box over the edge stays square)
-    box = np.floor(np.stack([centre[:, 1] - half, centre[:, 1] + half,
-                             centre[:, 0] - half, centre[:, 0] + half], 1)).astype(int)
+    box = np.floor(
+        np.stack([centre[:, 1] - half, centre[:, 1] + half, centre[:, 0] - half, centre[:, 0] + half], 1)
+    ).astype(int)
     if (half < 1).any() or (box < 0).any() or (box > size).any():
-        raise InputError(f"mouth box {box.tolist()} (row0,row1,col0,col1) is empty or outside the "
-                         f"{size}^2 plane: are the vertices FLAME metres with the global rotation zeroed, "
-                         "and landmarks 48-59 the outer lips?")
+        raise InputError(
+            f"mouth box {box.tolist()} (row0,row1,col0,col1) is empty or outside the "
+            f"{size}^2 plane: are the vertices FLAME metres with the global rotation zeroed, "
+            "and landmarks 48-59 the outer lips?"
+        )
     return torch.from_numpy(box).long()
 
 
@@ -194,13 +208,14 @@ def resize(x: torch.Tensor, size: int) -> torch.Tensor:
 
 def crop_mouths(front: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
     """front [B,C,S,S], boxes [B,4] -> the boxes resized to [B,C,size,size]."""
-    return torch.cat([resize(front[i:i + 1, :, r0:r1, c0:c1], size)
-                      for i, (r0, r1, c0, c1) in enumerate(boxes.tolist())])
+    return torch.cat(
+        [resize(front[i : i + 1, :, r0:r1, c0:c1], size) for i, (r0, r1, c0, c1) in enumerate(boxes.tolist())]
+    )
 
 
 def paste_mouths(front: torch.Tensor, mouths: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """A copy of front [B,C,S,S] with mouths [B,C,m,m] resized into boxes [B,4]."""
     out = front.clone()
     for i, (r0, r1, c0, c1) in enumerate(boxes.tolist()):
-        out[i, :, r0:r1, c0:c1] = resize(mouths[i:i + 1], r1 - r0)[0]
+        out[i, :, r0:r1, c0:c1] = resize(mouths[i : i + 1], r1 - r0)[0]
     return out

@@ -15,7 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError
+from faceedit_core.errors import InputError
 
 LRELU_SLOPE = 0.2
 ACTIVATION_GAIN = {"linear": 1.0, "lrelu": math.sqrt(2.0)}
@@ -28,8 +28,14 @@ def setup_filter(taps: list[float] | tuple[float, ...] = (1, 3, 3, 1)) -> torch.
     return f / f.sum()
 
 
-def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, act: str = "linear",
-             gain: float | None = None, clamp: float | None = None, reuse_x: bool = False) -> torch.Tensor:
+def bias_act(
+    x: torch.Tensor,
+    b: torch.Tensor | None = None,
+    act: str = "linear",
+    gain: float | None = None,
+    clamp: float | None = None,
+    reuse_x: bool = False,
+) -> torch.Tensor:
     """Add bias `b [C]` along dim 1, apply `act`, scale by `gain`, clamp to +-`clamp`.
 
     `x [N,C,...]`; `gain` defaults to the activation's natural gain (sqrt 2 for lrelu).
@@ -56,8 +62,14 @@ def bias_act(x: torch.Tensor, b: torch.Tensor | None = None, act: str = "linear"
     return x
 
 
-def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: int = 1, down: int = 1,
-              padding: tuple[int, int, int, int] = (0, 0, 0, 0), gain: float = 1.0) -> torch.Tensor:
+def upfirdn2d(
+    x: torch.Tensor,
+    f: torch.Tensor,
+    up: int = 1,
+    down: int = 1,
+    padding: tuple[int, int, int, int] = (0, 0, 0, 0),
+    gain: float = 1.0,
+) -> torch.Tensor:
     """Upsample by zero insertion, pad (negative crops), FIR-filter with `f [k,k]`, decimate.
 
     `x [N,C,H,W]` -> `[N,C,H',W']`. The filter is applied as a convolution (flipped kernel),
@@ -74,7 +86,7 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: int = 1, down: int = 1,
         x = F.conv2d(x, kernel, padding=[py0, px0], groups=c)
     else:
         x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
-        x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
+        x = x[:, :, max(-py0, 0) : x.shape[2] - max(-py1, 0), max(-px0, 0) : x.shape[3] - max(-px1, 0)]
         x = F.conv2d(x, kernel, groups=c)
     return x[:, :, ::down, ::down]
 
@@ -93,9 +105,16 @@ def downsample2d(x: torch.Tensor, f: torch.Tensor, down: int = 2) -> torch.Tenso
     return upfirdn2d(x, f, down=down, padding=(p0, p1, p0, p1))
 
 
-def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: torch.Tensor | None = None, up: int = 1,
-                    down: int = 1, padding: int = 0, groups: int = 1,
-                    flip_weight: bool = True) -> torch.Tensor:
+def conv2d_resample(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    f: torch.Tensor | None = None,
+    up: int = 1,
+    down: int = 1,
+    padding: int = 0,
+    groups: int = 1,
+    flip_weight: bool = True,
+) -> torch.Tensor:
     """Convolution `w [O,I/groups,k,k]` of `x [N,I,H,W]` with optional 2x up- or downsampling.
 
     up=2: stride-2 transposed convolution, then FIR filtering with gain 4 (output 2H).

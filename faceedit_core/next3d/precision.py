@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import InputError
+from faceedit_core.errors import InputError
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

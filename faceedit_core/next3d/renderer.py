@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError
-from .layers import FullyConnectedLayer
+from faceedit_core.errors import InputError
+from faceedit_core.next3d.layers import FullyConnectedLayer
 
 RGB_PAD = 0.001  # features = sigmoid * (1 + 2 pad) - pad
 
@@ -67,8 +67,9 @@ class Uniforms:
     importance: torch.Tensor | None = None
 
 
-def sample_rays(cam2world: torch.Tensor, intrinsics: torch.Tensor, resolution: int
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+def sample_rays(
+    cam2world: torch.Tensor, intrinsics: torch.Tensor, resolution: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """-> ray origins [N,R*R,3] and unit directions [N,R*R,3]; ray m = row * R + col."""
     N, R = cam2world.shape[0], int(resolution)
     fx, fy = intrinsics[:, 0, 0, None], intrinsics[:, 1, 1, None]
@@ -131,9 +132,11 @@ class OSGDecoder(nn.Module):
 
     def __init__(self, n_features: int = 32, hidden: int = 64, out_features: int = 32, lr_multiplier: float = 1.0):
         super().__init__()
-        self.net = nn.Sequential(FullyConnectedLayer(n_features, hidden, lr_multiplier=lr_multiplier),
-                                 nn.Softplus(),
-                                 FullyConnectedLayer(hidden, 1 + out_features, lr_multiplier=lr_multiplier))
+        self.net = nn.Sequential(
+            FullyConnectedLayer(n_features, hidden, lr_multiplier=lr_multiplier),
+            nn.Softplus(),
+            FullyConnectedLayer(hidden, 1 + out_features, lr_multiplier=lr_multiplier),
+        )
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         N, M, C = features.shape
@@ -159,16 +162,22 @@ def sample_shares(weights: torch.Tensor) -> torch.Tensor:
     return (torch.cat([pad, weights], -2) + torch.cat([weights, pad], -2)) / 2
 
 
-def march_rays(colors: torch.Tensor, densities: torch.Tensor, depths: torch.Tensor, white_back: bool = False
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def march_rays(
+    colors: torch.Tensor, densities: torch.Tensor, depths: torch.Tensor, white_back: bool = False
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """colors [N,M,D,C], densities / depths [N,M,D,1] (depth-sorted) -> (composite [N,M,C] in
     about [-1,1], depth [N,M,1], weights [N,M,D-1,1]). Quadrature at interval midpoints."""
     weights = interval_weights(densities, depths)
     return _composite([colors], [sample_shares(weights)], weights, depths, white_back)
 
 
-def _composite(colors: list[torch.Tensor], shares: list[torch.Tensor], weights: torch.Tensor,
-               depths: torch.Tensor, white_back: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _composite(
+    colors: list[torch.Tensor],
+    shares: list[torch.Tensor],
+    weights: torch.Tensor,
+    depths: torch.Tensor,
+    white_back: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Colour groups [N,M,Dk,C] with their samples' shares [N,M,Dk,1]; interval weights and
     the sorted depths they belong to -> (composite [N,M,C], depth [N,M,1], weights)."""
     composite = sum((s.transpose(-1, -2) @ c).squeeze(-2) for c, s in zip(colors, shares))
@@ -212,9 +221,15 @@ class ImportanceRenderer(nn.Module):
     """`(planes [N,3,C,H,W], decoder, origins [N,M,3], dirs [N,M,3], settings, uniforms)` ->
     (features [N,M,C'], depth [N,M,1], weight sum [N,M,1])."""
 
-    def forward(self, planes: torch.Tensor, decoder: OSGDecoder, origins: torch.Tensor, dirs: torch.Tensor,
-                settings: RenderSettings, uniforms: Uniforms | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        planes: torch.Tensor,
+        decoder: OSGDecoder,
+        origins: torch.Tensor,
+        dirs: torch.Tensor,
+        settings: RenderSettings,
+        uniforms: Uniforms | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         settings.validate()
         uniforms = uniforms or Uniforms()
         N, M, _ = origins.shape
@@ -234,8 +249,9 @@ class ImportanceRenderer(nn.Module):
         all_depths, order = torch.sort(all_depths, dim=-2)
         weights = interval_weights(torch.gather(torch.cat([densities, densities_f], -2), -2, order), all_depths)
         shares = torch.zeros_like(all_depths).scatter(-2, order, sample_shares(weights))  # back to sample order
-        rgb, depth, weights = _composite([colors, colors_f], [shares[:, :, :dc], shares[:, :, dc:]], weights,
-                                         all_depths, settings.white_back)
+        rgb, depth, weights = _composite(
+            [colors, colors_f], [shares[:, :, :dc], shares[:, :, dc:]], weights, all_depths, settings.white_back
+        )
         return rgb, depth, weights.sum(2)
 
     @staticmethod
@@ -262,4 +278,3 @@ def camera_from_c(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if not torch.isfinite(c).all():
         raise InputError("c contains NaN or Inf")
     return c[:, :16].reshape(-1, 4, 4), c[:, 16:25].reshape(-1, 3, 3)
-

@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import InputError
-from .layers import SynthesisBlock
-from .mapping import MappingNetwork
+from faceedit_core.errors import InputError
+from faceedit_core.next3d.layers import SynthesisBlock
+from faceedit_core.next3d.mapping import MappingNetwork
 
 
 def channels_per_resolution(resolutions: list[int], channel_base: int, channel_max: int) -> dict[int, int]:
@@ -32,30 +32,46 @@ def block_ws(ws: torch.Tensor, blocks: list[SynthesisBlock]) -> list[torch.Tenso
 class SynthesisNetwork(nn.Module):
     """`ws [B,num_ws,w_dim] -> img [B,img_channels,R,R]` for R = img_resolution (blocks b4..bR)."""
 
-    def __init__(self, w_dim: int, img_resolution: int, img_channels: int, channel_base: int = 32768,
-                 channel_max: int = 512, num_fp16_res: int = 0, conv_clamp: float | None = None,
-                 fused_modconv_default: bool | str = "inference_only"):
+    def __init__(
+        self,
+        w_dim: int,
+        img_resolution: int,
+        img_channels: int,
+        channel_base: int = 32768,
+        channel_max: int = 512,
+        num_fp16_res: int = 0,
+        conv_clamp: float | None = None,
+        fused_modconv_default: bool | str = "inference_only",
+    ):
         super().__init__()
         if img_resolution < 4 or img_resolution & (img_resolution - 1):
             raise InputError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
         self.w_dim, self.img_resolution, self.img_channels = w_dim, img_resolution, img_channels
         log2 = img_resolution.bit_length() - 1
-        self.block_resolutions = [2 ** i for i in range(2, log2 + 1)]
+        self.block_resolutions = [2**i for i in range(2, log2 + 1)]
         channels = channels_per_resolution(self.block_resolutions, channel_base, channel_max)
         fp16_resolution = max(2 ** (log2 + 1 - num_fp16_res), 8)
         self.num_ws = 0
         for res in self.block_resolutions:
-            block = SynthesisBlock(channels[res // 2] if res > 4 else 0, channels[res], w_dim, res,
-                                   img_channels, use_fp16=(res >= fp16_resolution), conv_clamp=conv_clamp,
-                                   fused_modconv_default=fused_modconv_default)
+            block = SynthesisBlock(
+                channels[res // 2] if res > 4 else 0,
+                channels[res],
+                w_dim,
+                res,
+                img_channels,
+                use_fp16=(res >= fp16_resolution),
+                conv_clamp=conv_clamp,
+                fused_modconv_default=fused_modconv_default,
+            )
             self.num_ws += block.num_conv + (block.num_torgb if res == img_resolution else 0)
             setattr(self, f"b{res}", block)
 
     def blocks(self) -> list[SynthesisBlock]:
         return [getattr(self, f"b{res}") for res in self.block_resolutions]
 
-    def forward(self, ws: torch.Tensor, noise_mode: str = "const",
-                fused_modconv: bool | str | None = None) -> torch.Tensor:
+    def forward(
+        self, ws: torch.Tensor, noise_mode: str = "const", fused_modconv: bool | str | None = None
+    ) -> torch.Tensor:
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise InputError(f"ws must have shape [B,{self.num_ws},{self.w_dim}], got {list(ws.shape)}")
         ws = ws.to(torch.float32)
@@ -73,10 +89,18 @@ class StyleGAN2Backbone(nn.Module):
     parts separately (one mapping drives several synthesis networks).
     """
 
-    def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
-                 mapping_ws: int | None = None, mapping_layers: int = 2, **synthesis_kwargs):
+    def __init__(
+        self,
+        z_dim: int,
+        c_dim: int,
+        w_dim: int,
+        img_resolution: int,
+        img_channels: int,
+        mapping_ws: int | None = None,
+        mapping_layers: int = 2,
+        **synthesis_kwargs,
+    ):
         super().__init__()
         self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, **synthesis_kwargs)
         self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim, c_dim, w_dim, mapping_ws or self.num_ws,
-                                      num_layers=mapping_layers)
+        self.mapping = MappingNetwork(z_dim, c_dim, w_dim, mapping_ws or self.num_ws, num_layers=mapping_layers)

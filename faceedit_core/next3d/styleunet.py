@@ -17,11 +17,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import InputError
-from .layers import Conv2dLayer
-from .mapping import MappingNetwork
-from .ops import downsample2d, setup_filter
-from .stylegan2 import SynthesisNetwork, block_ws, channels_per_resolution
+from faceedit_core.errors import InputError
+from faceedit_core.next3d.layers import Conv2dLayer
+from faceedit_core.next3d.mapping import MappingNetwork
+from faceedit_core.next3d.ops import downsample2d, setup_filter
+from faceedit_core.next3d.stylegan2 import SynthesisNetwork, block_ws, channels_per_resolution
 
 
 class EncoderResBlock(nn.Module):
@@ -48,31 +48,51 @@ class EncoderResBlock(nn.Module):
 class StyleUNetSynthesis(SynthesisNetwork):
     """`(x_in [B,cond_channels,in_size,in_size], ws [B,num_ws,w_dim]) -> img [B,img_channels,R,R]`."""
 
-    def __init__(self, w_dim: int, img_resolution: int, img_channels: int, cond_channels: int,
-                 in_size: int, final_size: int, num_cond_res: int, channel_base: int = 32768,
-                 channel_max: int = 512, **block_kwargs):
-        super().__init__(w_dim, img_resolution, img_channels, channel_base=channel_base,
-                         channel_max=channel_max, **block_kwargs)
+    def __init__(
+        self,
+        w_dim: int,
+        img_resolution: int,
+        img_channels: int,
+        cond_channels: int,
+        in_size: int,
+        final_size: int,
+        num_cond_res: int,
+        channel_base: int = 32768,
+        channel_max: int = 512,
+        **block_kwargs,
+    ):
+        super().__init__(
+            w_dim, img_resolution, img_channels, channel_base=channel_base, channel_max=channel_max, **block_kwargs
+        )
         if not (4 <= final_size < in_size <= img_resolution):
-            raise InputError(f"StyleUNet needs 4 <= final_size ({final_size}) < in_size ({in_size}) "
-                             f"<= img_resolution ({img_resolution})")
+            raise InputError(
+                f"StyleUNet needs 4 <= final_size ({final_size}) < in_size ({in_size}) "
+                f"<= img_resolution ({img_resolution})"
+            )
         self.cond_channels, self.in_size, self.final_size, self.num_cond_res = (
-            cond_channels, in_size, final_size, num_cond_res)
+            cond_channels,
+            in_size,
+            final_size,
+            num_cond_res,
+        )
         channels = channels_per_resolution(self.block_resolutions, channel_base, channel_max)
         self.encoder_res = [in_size >> i for i in range((in_size // final_size).bit_length())]
         self.encoder = nn.ModuleList(
             EncoderResBlock(cond_channels, channels[r], channels[r // 2], downsample=(r < in_size))
-            for r in self.encoder_res[:-1])
+            for r in self.encoder_res[:-1]
+        )
         self.fusion = nn.ModuleList(
-            Conv2dLayer(channels[r] * (2 if r > final_size else 1), channels[r], 3)
-            for r in reversed(self.encoder_res))
+            Conv2dLayer(channels[r] * (2 if r > final_size else 1), channels[r], 3) for r in reversed(self.encoder_res)
+        )
 
-    def forward(self, x_in: torch.Tensor, ws: torch.Tensor, noise_mode: str = "const",
-                fused_modconv: bool | str | None = None) -> torch.Tensor:
+    def forward(
+        self, x_in: torch.Tensor, ws: torch.Tensor, noise_mode: str = "const", fused_modconv: bool | str | None = None
+    ) -> torch.Tensor:
         expected = (self.cond_channels, self.in_size, self.in_size)
         if x_in.ndim != 4 or tuple(x_in.shape[1:]) != expected:
-            raise InputError(f"StyleUNet input must have shape [B,{','.join(map(str, expected))}], "
-                             f"got {list(x_in.shape)}")
+            raise InputError(
+                f"StyleUNet input must have shape [B,{','.join(map(str, expected))}], got {list(x_in.shape)}"
+            )
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise InputError(f"ws must have shape [B,{self.num_ws},{self.w_dim}], got {list(ws.shape)}")
         ws = ws.to(torch.float32)
@@ -85,7 +105,7 @@ class StyleUNetSynthesis(SynthesisNetwork):
         blocks = self.blocks()
         x = img = None
         for j, (block, cur_ws) in enumerate(zip(blocks[start:], block_ws(ws, blocks)[start:])):
-            if self.final_size * 2 ** j < self.num_cond_res:
+            if self.final_size * 2**j < self.num_cond_res:
                 x = self.fusion[0](feats[0]) if j == 0 else self.fusion[j](torch.cat([x, feats[j]], dim=1))
             x, img = block(x, img, cur_ws, noise_mode=noise_mode, fused_modconv=fused_modconv)
         return img
@@ -95,12 +115,24 @@ class StyleUNet(nn.Module):
     """Conditional backbone with the release's `mapping.*` (unused in Next3D's forward pass:
     the generator feeds ws from the main mapping) and `synthesis.*`."""
 
-    def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
-                 cond_channels: int, in_size: int, final_size: int, num_cond_res: int,
-                 mapping_layers: int = 2, **synthesis_kwargs):
+    def __init__(
+        self,
+        z_dim: int,
+        c_dim: int,
+        w_dim: int,
+        img_resolution: int,
+        img_channels: int,
+        cond_channels: int,
+        in_size: int,
+        final_size: int,
+        num_cond_res: int,
+        mapping_layers: int = 2,
+        **synthesis_kwargs,
+    ):
         super().__init__()
-        self.synthesis = StyleUNetSynthesis(w_dim, img_resolution, img_channels, cond_channels,
-                                            in_size, final_size, num_cond_res, **synthesis_kwargs)
+        self.synthesis = StyleUNetSynthesis(
+            w_dim, img_resolution, img_channels, cond_channels, in_size, final_size, num_cond_res, **synthesis_kwargs
+        )
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, num_layers=mapping_layers)
 

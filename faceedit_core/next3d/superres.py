@@ -14,28 +14,52 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError
-from .layers import SynthesisBlock
-from .precision import PRECISIONS
+from faceedit_core.errors import InputError
+from faceedit_core.next3d.layers import SynthesisBlock
+from faceedit_core.next3d.precision import PRECISIONS
 
 
 class SuperresolutionHybrid8XDC(nn.Module):
-    def __init__(self, channels: int, img_resolution: int = 512, sr_num_fp16_res: int = 4,
-                 sr_antialias: bool = True, fused_modconv_default: bool | str = "inference_only",
-                 w_dim: int = 512, block_channels: tuple[int, int] = (256, 128)):
+    def __init__(
+        self,
+        channels: int,
+        img_resolution: int = 512,
+        sr_num_fp16_res: int = 4,
+        sr_antialias: bool = True,
+        fused_modconv_default: bool | str = "inference_only",
+        w_dim: int = 512,
+        block_channels: tuple[int, int] = (256, 128),
+    ):
         super().__init__()
         if img_resolution < 16 or img_resolution & (img_resolution - 1):
-            raise InputError(f"SuperresolutionHybrid8XDC needs img_resolution a power of two >= 16, "
-                             f"got {img_resolution}")
+            raise InputError(
+                f"SuperresolutionHybrid8XDC needs img_resolution a power of two >= 16, got {img_resolution}"
+            )
         self.input_resolution = img_resolution // 4
         use_fp16 = sr_num_fp16_res > 0
         clamp = 256 if use_fp16 else None
         self.sr_antialias = sr_antialias
         c0, c1 = block_channels  # the release: 256, 128 (test-sized configurations use fewer)
-        self.block0 = SynthesisBlock(channels, c0, w_dim, img_resolution // 2, 3, use_fp16=use_fp16,
-                                     conv_clamp=clamp, fused_modconv_default=fused_modconv_default)
-        self.block1 = SynthesisBlock(c0, c1, w_dim, img_resolution, 3, use_fp16=use_fp16,
-                                     conv_clamp=clamp, fused_modconv_default=fused_modconv_default)
+        self.block0 = SynthesisBlock(
+            channels,
+            c0,
+            w_dim,
+            img_resolution // 2,
+            3,
+            use_fp16=use_fp16,
+            conv_clamp=clamp,
+            fused_modconv_default=fused_modconv_default,
+        )
+        self.block1 = SynthesisBlock(
+            c0,
+            c1,
+            w_dim,
+            img_resolution,
+            3,
+            use_fp16=use_fp16,
+            conv_clamp=clamp,
+            fused_modconv_default=fused_modconv_default,
+        )
 
     @property
     def precision(self) -> str:
@@ -56,8 +80,14 @@ class SuperresolutionHybrid8XDC(nn.Module):
         rgb = F.interpolate(rgb, size=size, mode="bilinear", align_corners=False, antialias=self.sr_antialias)
         return rgb, x
 
-    def forward(self, rgb: torch.Tensor, x: torch.Tensor, ws: torch.Tensor, noise_mode: str = "none",
-                fused_modconv: bool | str | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        rgb: torch.Tensor,
+        x: torch.Tensor,
+        ws: torch.Tensor,
+        noise_mode: str = "none",
+        fused_modconv: bool | str | None = None,
+    ) -> torch.Tensor:
         if rgb.ndim != 4 or rgb.shape[1] != 3:
             raise InputError(f"rgb must have shape [B,3,H,W], got {list(rgb.shape)}")
         if x.ndim != 4 or x.shape[0] != rgb.shape[0] or x.shape[-2:] != rgb.shape[-2:]:

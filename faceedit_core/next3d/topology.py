@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import InputError
+from faceedit_core.errors import InputError
 
 MASK_SIZE = 256
 
@@ -31,8 +31,11 @@ def dense_faces(size: int = 256, skip_cols: int = 2, skip_rows: int = 5) -> torc
     Cells are enumerated with b (columns) outer and a (rows) inner, as in the release. Built
     on the CPU even under a meta-device context (construction before loading weights).
     """
-    b, a = torch.meshgrid(torch.arange(skip_cols, size - 1 - skip_cols, device="cpu"),
-                          torch.arange(skip_rows, size - 1 - skip_rows, device="cpu"), indexing="ij")
+    b, a = torch.meshgrid(
+        torch.arange(skip_cols, size - 1 - skip_cols, device="cpu"),
+        torch.arange(skip_rows, size - 1 - skip_rows, device="cpu"),
+        indexing="ij",
+    )
     p = (a * size + b).reshape(-1)
     first = torch.stack([p, p + size, p + 1], 1)
     second = torch.stack([p + 1, p + size, p + size + 1], 1)
@@ -68,8 +71,9 @@ def resize_mask(mask: torch.Tensor, name: str = "uv_mask", size: int = MASK_SIZE
         raise InputError(f"{name} must have shape [H,W] or [1,1,H,W], got {list(mask.shape)}")
     mask = mask.to(torch.float32)
     if mask.shape[-2:] != (size, size):
-        mask = torch.nn.functional.interpolate(mask, size=(size, size), mode="bilinear", align_corners=False,
-                                               antialias=size < mask.shape[-1])
+        mask = torch.nn.functional.interpolate(
+            mask, size=(size, size), mode="bilinear", align_corners=False, antialias=size < mask.shape[-1]
+        )
     return mask
 
 
@@ -92,7 +96,12 @@ class Next3DTopology:
             raise InputError(f"uvs must have shape [T,2], got {list(self.uvs.shape)}")
         if self.uv_faces.shape != self.faces.shape:
             raise InputError(f"uv_faces {list(self.uv_faces.shape)} must match faces {list(self.faces.shape)}")
-        if len(self.faces) == 0 or self.faces.min() < 0 or self.uv_faces.min() < 0 or self.uv_faces.max() >= len(self.uvs):
+        if (
+            len(self.faces) == 0
+            or self.faces.min() < 0
+            or self.uv_faces.min() < 0
+            or self.uv_faces.max() >= len(self.uvs)
+        ):
             raise InputError("faces and uv_faces must be non-empty and index existing vertices / uvs")
 
     @property
@@ -112,22 +121,32 @@ class Next3DTopology:
 
     def buffers(self) -> dict[str, torch.Tensor]:
         """The release's topology buffers, batch-first as in its state dict."""
-        return {"dense_faces": dense_faces()[None], "faces": self.faces[None], "raw_uvcoords": self.uvs[None],
-                "uvcoords": self.uvcoords()[None], "uvfaces": self.uv_faces[None],
-                "face_uvcoords": self.face_uvcoords()[None]}
+        return {
+            "dense_faces": dense_faces()[None],
+            "faces": self.faces[None],
+            "raw_uvcoords": self.uvs[None],
+            "uvcoords": self.uvcoords()[None],
+            "uvfaces": self.uv_faces[None],
+            "face_uvcoords": self.face_uvcoords()[None],
+        }
 
     # ------------------------------------------------------------ constructors
     @classmethod
-    def from_obj(cls, obj_path: str | os.PathLike, mask: str | os.PathLike | torch.Tensor | None = None
-                 ) -> "Next3DTopology":
+    def from_obj(
+        cls, obj_path: str | os.PathLike, mask: str | os.PathLike | torch.Tensor | None = None
+    ) -> "Next3DTopology":
         """A template OBJ with `vt` and `f a/ta ...` lines, and a mask PNG / tensor (None: all ones)."""
-        from ..mesh_io import read_obj
+        from faceedit_core.storage.mesh_io import read_obj
 
         _, faces, uvs, uv_faces = read_obj(obj_path)
         if uvs is None or uv_faces is None:
             raise InputError(f"{obj_path} has no texture coordinates (vt and f a/ta lines): Next3D needs UVs")
-        return cls(torch.from_numpy(faces), torch.from_numpy(uvs.astype(np.float32)), torch.from_numpy(uv_faces),
-                   _mask_from(mask))
+        return cls(
+            torch.from_numpy(faces),
+            torch.from_numpy(uvs.astype(np.float32)),
+            torch.from_numpy(uv_faces),
+            _mask_from(mask),
+        )
 
     @classmethod
     def from_flame_layer(cls, layer, mask: str | os.PathLike | torch.Tensor | None = None) -> "Next3DTopology":
@@ -137,8 +156,9 @@ class Next3DTopology:
         return cls(layer.faces.cpu(), layer.uvs, layer.uv_faces, _mask_from(mask))
 
     @classmethod
-    def from_state_dict(cls, sd: dict[str, torch.Tensor], mask: str | os.PathLike | torch.Tensor | None = None
-                        ) -> "Next3DTopology":
+    def from_state_dict(
+        cls, sd: dict[str, torch.Tensor], mask: str | os.PathLike | torch.Tensor | None = None
+    ) -> "Next3DTopology":
         """From the release's buffers `faces`, `raw_uvcoords`, `uvfaces` (batch-first)."""
         missing = [k for k in ("faces", "raw_uvcoords", "uvfaces") if k not in sd]
         if missing:
@@ -147,8 +167,8 @@ class Next3DTopology:
 
     @classmethod
     def demo_head(cls) -> "Next3DTopology":
-        """The procedural demo head (faceedit_core.assets), mask all ones."""
-        from ..assets import load_demo_flame
+        """The procedural demo head (faceedit_core.flame.default_head), mask all ones."""
+        from faceedit_core.flame.default_head import load_demo_flame
 
         return cls.from_flame_layer(load_demo_flame())
 

@@ -10,8 +10,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..flame.procedural_shape import BROW_Y, LIP_EDGE, MOUTH_HALF_WIDTH, MOUTH_Y, _profile, column_angles, smoothstep
-from ..flame.procedural_topology import EYE_BANDS, EYE_U0, skin_u, uv_to_eye, uv_to_skin
+from faceedit_core.flame.procedural_shape import (
+    BROW_Y,
+    LIP_EDGE,
+    MOUTH_HALF_WIDTH,
+    MOUTH_Y,
+    _profile,
+    column_angles,
+    smoothstep,
+)
+from faceedit_core.flame.procedural_topology import EYE_BANDS, EYE_U0, skin_u, uv_to_eye, uv_to_skin
 
 SKIN = np.array([0.80, 0.60, 0.49])
 CHEEK = np.array([0.82, 0.52, 0.45])
@@ -50,8 +58,12 @@ def demo_albedo(size: int = 512) -> np.ndarray:
     cheeks = np.exp(-0.5 * (((np.abs(x) - 0.042) / 0.015) ** 2 + ((y + 0.01) / 0.014) ** 2)) * (front > 0)
     col = col + (CHEEK - SKIN) * 0.6 * cheeks[..., None]
     brow_y = BROW_Y - 0.002 + 0.004 * (1 - ((np.abs(x) - 0.032) / 0.026) ** 2)
-    brows = smoothstep(0.0035, 0.0018, np.abs(y - brow_y)) * smoothstep(0.009, 0.013, np.abs(x)) \
-        * smoothstep(0.062, 0.054, np.abs(x)) * (front > 0.3)
+    brows = (
+        smoothstep(0.0035, 0.0018, np.abs(y - brow_y))
+        * smoothstep(0.009, 0.013, np.abs(x))
+        * smoothstep(0.062, 0.054, np.abs(x))
+        * (front > 0.3)
+    )
     col = col + (BROWS - col) * brows[..., None]
     lip_w = MOUTH_HALF_WIDTH + 0.001
     lip_h = np.where(y > MOUTH_Y, 0.0085, 0.011) * np.sqrt(np.clip(1 - (x / lip_w) ** 2, 0, 1))

@@ -16,13 +16,13 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import InputError
+from faceedit_core.errors import InputError
 
 FOCAL = 4.2647
 RADIUS = 2.7
-PIVOT = (0.0, 0.0, 0.2)             # EG3D's look-at point (the face)
+PIVOT = (0.0, 0.0, 0.2)  # EG3D's look-at point (the face)
 TURNTABLE_PIVOT = (0.0, -0.06, -0.03)  # the middle of a FLAME head in world units: turntables orbit it
-TURNTABLE_RADIUS = 3.4                 # far enough to keep head and neck in the frame
+TURNTABLE_RADIUS = 3.4  # far enough to keep head and neck in the frame
 FLAME_SHIFT = (0.0, -0.01, -0.01)
 FLAME_SCALE = 2.5
 MAX_VIEWS = 64
@@ -65,7 +65,7 @@ class Cameras:
         cx, cy = self.intrinsics[:, 0, 2, None], self.intrinsics[:, 1, 2, None]
         x, y, z = cam.unbind(-1)
         # normalised image coords u = fx x/z + cx (right), v = fy y/z + cy (down); NDC = 2u-1, 1-2v
-        clip_x = (2 * fx * x + (2 * cx - 1) * z)
+        clip_x = 2 * fx * x + (2 * cx - 1) * z
         clip_y = -(2 * fy * y + (2 * cy - 1) * z)
         clip_z = (z - near) / (far - near) * z
         return torch.stack([clip_x, clip_y, clip_z, z], -1)
@@ -104,14 +104,23 @@ def orbit(yaws_deg, pitches_deg, radius: float = RADIUS, pivot=PIVOT, focal: flo
     return Cameras(look_at(origins, pivot), intrinsics(len(yaw), focal))
 
 
-def turntable(n_views: int, yaw_range=(-180.0, 180.0), pitch_deg: float = 0.0, radius: float = TURNTABLE_RADIUS,
-              pivot=TURNTABLE_PIVOT) -> Cameras:
+def turntable(
+    n_views: int,
+    yaw_range=(-180.0, 180.0),
+    pitch_deg: float = 0.0,
+    radius: float = TURNTABLE_RADIUS,
+    pivot=TURNTABLE_PIVOT,
+) -> Cameras:
     """n_views cameras evenly spaced in yaw over yaw_range (end excluded for a full turn)."""
     if not 1 <= n_views <= MAX_VIEWS:
         raise InputError(f"views must be within 1..{MAX_VIEWS}, got {n_views}")
     lo, hi = yaw_range
     full = math.isclose(hi - lo, 360.0)
-    yaws = torch.linspace(lo, hi, n_views + (1 if full else 0))[: n_views] if n_views > 1 else torch.tensor([0.5 * (lo + hi)])
+    yaws = (
+        torch.linspace(lo, hi, n_views + (1 if full else 0))[:n_views]
+        if n_views > 1
+        else torch.tensor([0.5 * (lo + hi)])
+    )
     return orbit(yaws, pitch_deg, radius, pivot)
 
 
@@ -128,12 +137,14 @@ def next3d_plane_clip(verts: torch.Tensor) -> torch.Tensor:
     """
     v = (verts + verts.new_tensor(FLAME_SHIFT)) * NEXT3D_PLANE_SCALE
     c, s = 0.0, 1.0  # cos and sin of 90 degrees
-    rots = verts.new_tensor([
-        [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
-        [[c, 0, s], [0, 1, 0], [-s, 0, c]],
-        [[c, 0, -s], [0, 1, 0], [s, 0, c]],
-        [[1, 0, 0], [0, c, -s], [0, s, c]],
-    ])
+    rots = verts.new_tensor(
+        [
+            [[1, 0, 0], [0, 1, 0], [0, 0, 1]],
+            [[c, 0, s], [0, 1, 0], [-s, 0, c]],
+            [[c, 0, -s], [0, 1, 0], [s, 0, c]],
+            [[1, 0, 0], [0, c, -s], [0, s, c]],
+        ]
+    )
     turned = torch.einsum("kij,bvj->bkvi", rots, v)
     ones = torch.ones_like(turned[..., :1])
     depth = (1 - turned[..., 2:3]) * 0.5  # z in [-1, 1] towards the viewer -> depth in [0, 1]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..fileio import atomic_write
+from faceedit_core.storage.atomic import atomic_write
 
 
 def to_uint8(rgba: np.ndarray) -> np.ndarray:

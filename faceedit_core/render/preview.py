@@ -11,9 +11,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError
-from .cameras import Cameras, flame_to_world
-from .rasterize import Fragments, interpolate_covered, rasterize
+from faceedit_core.errors import InputError
+from faceedit_core.render.cameras import Cameras, flame_to_world
+from faceedit_core.render.rasterize import Fragments, interpolate_covered, rasterize
 
 MAX_SIZE = 2048
 NEUTRAL_RGB = (0.78, 0.66, 0.58)
@@ -31,8 +31,14 @@ class PreviewRenderer:
     """Renders meshes of one topology. albedo [T,T,3] in [0,1] needs `uvs`/`uv_faces`; without it a
     neutral skin colour is used."""
 
-    def __init__(self, faces: torch.Tensor, uvs: torch.Tensor | None = None, uv_faces: torch.Tensor | None = None,
-                 albedo: np.ndarray | None = None, supersample: int = 2):
+    def __init__(
+        self,
+        faces: torch.Tensor,
+        uvs: torch.Tensor | None = None,
+        uv_faces: torch.Tensor | None = None,
+        albedo: np.ndarray | None = None,
+        supersample: int = 2,
+    ):
         self.faces = torch.as_tensor(faces, dtype=torch.long)
         self.supersample = supersample
         self.uvs = None if uvs is None else torch.as_tensor(uvs, dtype=torch.float32)
@@ -69,8 +75,11 @@ class PreviewRenderer:
                 world = flame_to_world(verts[b].float())
                 normals = vertex_normals(world, self.faces)
                 frags = rasterize(cameras.project(world), self.faces, (H * s, W * s), cull_backfaces=True)
-                out.append(torch.cat([_resolve(self._shade(frags.image(v), normals, light[v]), s)
-                                      for v in range(len(cameras))]))
+                out.append(
+                    torch.cat(
+                        [_resolve(self._shade(frags.image(v), normals, light[v]), s) for v in range(len(cameras))]
+                    )
+                )
         return torch.stack(out)
 
     def _shade(self, frags: Fragments, normals: torch.Tensor, light: torch.Tensor) -> torch.Tensor:

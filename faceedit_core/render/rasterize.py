@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import InputError
+from faceedit_core.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class Fragments:
 
     def image(self, b: int) -> "Fragments":
         """Image b alone, as a batch of one (views, no copies)."""
-        return Fragments(self.face_id[b:b + 1], self.bary[b:b + 1], self.depth[b:b + 1])
+        return Fragments(self.face_id[b : b + 1], self.bary[b : b + 1], self.depth[b : b + 1])
 
     def covered(self) -> torch.Tensor:
         """Flat indices [P] long of the covered pixels in the B*H*W pixels of all images."""
@@ -90,8 +90,9 @@ def _sortable(depth: torch.Tensor) -> torch.Tensor:
     return torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits).long()
 
 
-def _face_table(fx: torch.Tensor, fy: torch.Tensor, fz: torch.Tensor, area: torch.Tensor, x0: torch.Tensor,
-                x1: torch.Tensor) -> torch.Tensor:
+def _face_table(
+    fx: torch.Tensor, fy: torch.Tensor, fz: torch.Tensor, area: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor
+) -> torch.Tensor:
     """Constants of the row runs of triangles -> [21,N].
 
     fx, fy, fz [3,N] corner pixel x/y and depth, area [N] signed double area, x0, x1 [N]
@@ -112,8 +113,9 @@ def _face_table(fx: torch.Tensor, fy: torch.Tensor, fz: torch.Tensor, area: torc
     return torch.cat([xj, yj, dx * s, step, dx / dy, zs, (step * zs).sum(0, keepdim=True), x0[None], x1[None]])
 
 
-def _row_runs(tab: torch.Tensor, rows: torch.Tensor, slack: float = SLACK
-              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _row_runs(
+    tab: torch.Tensor, rows: torch.Tensor, slack: float = SLACK
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Pixel runs of triangles on pixel rows.
 
     tab [21,S] (`_face_table`) of each run's triangle, rows [S] long, slack in pixels. Returns
@@ -141,8 +143,16 @@ def _row_runs(tab: torch.Tensor, rows: torch.Tensor, slack: float = SLACK
     return c0.long(), (c1 - last_out - c0 + 1).clamp(min=0).long(), torch.stack([depth, tab[18]])
 
 
-def _coverage(tri: torch.Tensor, F: int, H: int, W: int, cull_backfaces: bool, out: torch.Tensor, chunk: int,
-              no_hit: int = _NO_HIT) -> None:
+def _coverage(
+    tri: torch.Tensor,
+    F: int,
+    H: int,
+    W: int,
+    cull_backfaces: bool,
+    out: torch.Tensor,
+    chunk: int,
+    no_hit: int = _NO_HIT,
+) -> None:
     """Face id per pixel (-1 none) by a z-buffer over the row runs of every triangle, into out [N//F*H*W] long.
 
     tri [4,3,N]: pixel x, pixel y, depth and clip w of each corner of N triangles, F per image
@@ -205,8 +215,9 @@ def _face_planes(tri: torch.Tensor) -> torch.Tensor:
     return torch.cat([X[0:1], Y[0:1], a / w, b / w, c / w, za[None], zb[None], Z[0:1]])
 
 
-def _barycentrics(tri: torch.Tensor, face_id: torch.Tensor, F: int, H: int, W: int
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _barycentrics(
+    tri: torch.Tensor, face_id: torch.Tensor, F: int, H: int, W: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Covered pixels hit [P] of face_id [N//F*H*W] long, with their perspective-correct
     barycentrics [3,P] and depth [P].
 
@@ -229,8 +240,15 @@ def _barycentrics(tri: torch.Tensor, face_id: torch.Tensor, F: int, H: int, W: i
     return hit, persp / persp.sum(0), torch.addcmul(torch.addcmul(p[13], p[11], dx), p[12], dy)
 
 
-def _covered_pixels(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: int, cull_backfaces: bool,
-                    face_id: torch.Tensor, chunk: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _covered_pixels(
+    clip_verts: torch.Tensor,
+    faces: torch.Tensor,
+    H: int,
+    W: int,
+    cull_backfaces: bool,
+    face_id: torch.Tensor,
+    chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """clip_verts [B,V,4] -> face ids into face_id [B*H*W] (`_coverage`, all images one candidate
     set), then the covered pixels' `_barycentrics`."""
     F = faces.shape[0]
@@ -240,8 +258,9 @@ def _covered_pixels(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: in
     return _barycentrics(tri, face_id, F, H, W)
 
 
-def _write_frames(bary: torch.Tensor, depth: torch.Tensor, hit: torch.Tensor, bary_hit: torch.Tensor,
-                  depth_hit: torch.Tensor) -> None:
+def _write_frames(
+    bary: torch.Tensor, depth: torch.Tensor, hit: torch.Tensor, bary_hit: torch.Tensor, depth_hit: torch.Tensor
+) -> None:
     """Frames bary [N,3] (0 on background) and depth [N] (1 on background), in place, from the
     covered pixels hit [P] and their bary_hit [3,P] and depth_hit [P]."""
     bary.zero_().index_copy_(0, hit, bary_hit.t())
@@ -268,8 +287,13 @@ def _compiled_covered_pixels():
         return _covered_pixels
 
 
-def rasterize(clip_verts: torch.Tensor, faces: torch.Tensor, size: tuple[int, int],
-              cull_backfaces: bool = False, backend: str = "auto") -> Fragments:
+def rasterize(
+    clip_verts: torch.Tensor,
+    faces: torch.Tensor,
+    size: tuple[int, int],
+    cull_backfaces: bool = False,
+    backend: str = "auto",
+) -> Fragments:
     """clip_verts [B,V,4], faces [F,3] long, size (H, W) -> Fragments."""
     if clip_verts.dim() != 3 or clip_verts.shape[-1] != 4:
         raise InputError(f"clip_verts must have shape [B,V,4], got {list(clip_verts.shape)}")
@@ -281,7 +305,9 @@ def rasterize(clip_verts: torch.Tensor, faces: torch.Tensor, size: tuple[int, in
         backend = "nvdiffrast" if clip_verts.is_cuda and _nvdiffrast() is not None else "torch"
     if backend == "nvdiffrast":
         if not clip_verts.is_cuda or _nvdiffrast() is None:
-            raise InputError("the nvdiffrast backend needs CUDA and the nvdiffrast package (pip install faceedit[cuda])")
+            raise InputError(
+                "the nvdiffrast backend needs CUDA and the nvdiffrast package (pip install faceedit[cuda])"
+            )
         return _rasterize_nvdiffrast(clip_verts, faces, H, W, cull_backfaces)
     if backend != "torch":
         raise InputError(f"unknown rasteriser backend '{backend}' (auto, torch, nvdiffrast)")
@@ -312,16 +338,18 @@ def _rasterize_torch(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: i
         return Fragments(face_id.view(B, H, W), bary.view(B, H, W, 3), depth.view(B, H, W))
     if _POOL is None:
         threads = torch.get_num_threads()
-        _POOL = ThreadPoolExecutor(max(1, threads), thread_name_prefix="faceedit-raster",
-                                   initializer=_one_intra_op_thread, initargs=(threads,))
+        _POOL = ThreadPoolExecutor(
+            max(1, threads), thread_name_prefix="faceedit-raster", initializer=_one_intra_op_thread, initargs=(threads,)
+        )
     grad = torch.is_grad_enabled()  # a thread-local mode: the workers take the caller's
     track = grad and clip_verts.requires_grad
 
     def rasterise_image(b: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         rows = slice(b * n, (b + 1) * n)
         with torch.set_grad_enabled(grad):
-            hit, bary_hit, depth_hit = covered_pixels(clip_verts[b:b + 1], faces, H, W, cull_backfaces,
-                                                      face_id[rows], CHUNK)
+            hit, bary_hit, depth_hit = covered_pixels(
+                clip_verts[b : b + 1], faces, H, W, cull_backfaces, face_id[rows], CHUNK
+            )
             if not track:  # written here, in parallel; with gradients autograd records it below
                 _write_frames(bary[rows], depth[rows], hit, bary_hit, depth_hit)
         return hit + b * n, bary_hit, depth_hit
@@ -392,8 +420,10 @@ def _rasterize_nvdiffrast(clip: torch.Tensor, faces: torch.Tensor, H: int, W: in
     dr = _nvdiffrast()
     ctx = _CONTEXTS.setdefault(clip.device, dr.RasterizeCudaContext(device=clip.device))
     if cull:
-        parts = [_nvdiffrast_pass(dr, ctx, clip[b:b + 1], faces, H, W, _front_facing(clip[b], faces).nonzero()[:, 0])
-                 for b in range(clip.shape[0])]
+        parts = [
+            _nvdiffrast_pass(dr, ctx, clip[b : b + 1], faces, H, W, _front_facing(clip[b], faces).nonzero()[:, 0])
+            for b in range(clip.shape[0])
+        ]
         rast, face_id = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     else:
         rast, face_id = _nvdiffrast_pass(dr, ctx, clip, faces, H, W, None)
@@ -402,8 +432,9 @@ def _rasterize_nvdiffrast(clip: torch.Tensor, faces: torch.Tensor, H: int, W: in
     return Fragments(face_id, bary, torch.where(face_id >= 0, zw, torch.ones_like(zw)))
 
 
-def _nvdiffrast_pass(dr, ctx, clip: torch.Tensor, faces: torch.Tensor, H: int, W: int,
-                     ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def _nvdiffrast_pass(
+    dr, ctx, clip: torch.Tensor, faces: torch.Tensor, H: int, W: int, ids: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One dr.rasterize call over faces[ids] (all faces when ids is None) -> rast [B,H,W,4] with
     rows top-down, and face_id [B,H,W] long into `faces` (-1 none)."""
     if ids is not None and len(ids) == 0:  # every triangle culled

@@ -1,0 +1,173 @@
+"""`faceedit train`: train (and cache) the mapper set for a prompt ahead of time.
+
+Without --models: the preview tier's Emotion Mapper (seconds, cached under FACEEDIT_HOME).
+With --models DIR: the paper tier's text-guided Dual-Mapper optimisation (train.py) with the
+user's FLAME, Next3D, CLIP and ArcFace files; checkpoints as it goes, resumes when run again.
+"""
+
+from __future__ import annotations
+
+import click
+
+from faceedit_core.cli.common import reports_errors
+from faceedit_core.next3d.precision import PRECISIONS
+
+
+@click.command()
+@click.option("--prompt", required=True, help="The expression, e.g. 'A person who is smiling'.")
+@click.option("--steps", default=None, type=click.IntRange(1, 10_000_000), help="Training steps (default: the tier's).")
+@click.option(
+    "--models",
+    "models_dir",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Your model folder (flame/, next3d/, clip/, arcface/): trains the paper tier's Dual Mappers.",
+)
+@click.option(
+    "--refs",
+    default=None,
+    type=click.Path(exists=True, file_okay=False),
+    help="Paper tier: EMOCA outputs (one folder per image with shape.npy, exp.npy, pose.npy).",
+)
+@click.option("--neutral", is_flag=True, help="Paper tier: start from the neutral expression (the paper's 'w/o ref').")
+@click.option(
+    "--out",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Paper tier: folder for the mapper set and its checkpoints (default: DIR/mappers).",
+)
+@click.option("--batch", default=None, type=click.IntRange(1, 256), help="Paper tier: latent codes per step.")
+@click.option("--lambda-clip", default=None, type=float, help="Paper tier: weight of the PAE CLIP loss.")
+@click.option("--lambda-id", default=None, type=float, help="Paper tier: weight of the ArcFace identity loss.")
+@click.option("--lambda-l2", default=None, type=float, help="Paper tier: weight of the residual L2 term.")
+@click.option("--lambda-au", default=None, type=float, help="Paper tier: weight of the optional geometric AU term.")
+@click.option(
+    "--basis",
+    default=None,
+    type=click.Choice(["gram_schmidt", "plain", "pca", "none"]),
+    help="Paper tier: PAE basis ('none': no projection).",
+)
+@click.option("--alpha", default=None, type=float, help="Paper tier: PAE augmentation power.")
+@click.option(
+    "--checkpoint-every",
+    default=None,
+    type=click.IntRange(1, 10_000_000),
+    help="Paper tier: steps between checkpoints.",
+)
+@click.option("--seed", default=None, type=int, help="Paper tier: seed of the latent pool and the batches.")
+@click.option("--no-texture", is_flag=True, help="Paper tier ablation: no Texture Mapper.")
+@click.option("--no-emotion", is_flag=True, help="Paper tier ablation: no Emotion Mapper.")
+@click.option("--no-cross-attention", is_flag=True, help="Paper tier ablation: no cross-attention.")
+@click.option("--restart", is_flag=True, help="Paper tier: ignore an existing checkpoint and start over.")
+@click.option(
+    "--sr-precision",
+    default=None,
+    type=click.Choice(PRECISIONS),
+    help="Paper tier: Next3D super-resolution precision (default auto: float16 on CUDA, float32 "
+    "elsewhere, as released; bf16: 2x faster views on CPUs with AMX).",
+)
+@click.option("--device", default="cpu", type=click.Choice(["cpu", "cuda"]))
+@reports_errors
+def train(prompt: str, steps: int | None, models_dir: str | None, device: str, **paper) -> None:
+    """Train the mapper set for PROMPT and print its mapper id.
+
+    The preview tier (no --models) trains an Emotion Mapper against the geometric AU critic; later
+    edits with this expression (or any prompt with the same AU target) apply it at once. With
+    --models DIR, the paper tier trains Dual Mappers against CLIP-PAE + ArcFace over Next3D
+    renders and writes DIR/mappers/<prompt-slug>.json, which `faceedit-server --models DIR` serves.
+    """
+    if models_dir is None:
+        if any(v not in (None, False) for v in paper.values()):
+            raise click.UsageError("the paper-tier options need --models DIR")
+        _train_preview(prompt, steps)
+    else:
+        _train_paper(prompt, steps, models_dir, device, paper)
+
+
+def _train_preview(prompt: str, steps: int | None) -> None:
+    from dataclasses import replace
+
+    from faceedit_core.factory import build_editor
+    from faceedit_core.preview.train import PreviewTrainConfig
+
+    if steps is not None and steps < 10:
+        raise click.UsageError(f"--steps {steps}: the preview tier needs at least 10")
+    cfg = PreviewTrainConfig() if steps is None else replace(PreviewTrainConfig(), steps=steps)
+    editor = build_editor(train_config=cfg)
+
+    def show(e):
+        if e["step"] == 1 or e["step"] == e["total"] or e["step"] % 100 == 1:
+            click.echo(
+                f"  step {e['step']:5d}/{e['total']}  loss {e['loss']:.4f}  "
+                f"(AU {e['loss_au']:.4f}, L2 {e['loss_l2']:.4f})"
+            )
+
+    mapper_id = editor.train(prompt, progress=show)
+    click.echo(f"mapper {mapper_id} for '{prompt}' (target {editor.text_to_au.parse(prompt).key()})")
+
+
+def paper_config(prompt: str, steps: int | None, opts: dict):
+    """PaperTrainConfig from the defaults and the options given on the command line."""
+    from dataclasses import replace
+
+    from faceedit_core.paper.train import PaperTrainConfig
+
+    cfg = PaperTrainConfig(prompt=prompt, neutral=opts["neutral"])
+    plain = {
+        "steps": steps,
+        "batch": opts["batch"],
+        "basis": opts["basis"],
+        "alpha": opts["alpha"],
+        "checkpoint_every": opts["checkpoint_every"],
+        "seed": opts["seed"],
+    }
+    cfg = replace(cfg, **{k: v for k, v in plain.items() if v is not None})
+    weights = {
+        k: opts[f"lambda_{n}"]
+        for k, n in (("clip", "clip"), ("identity", "id"), ("l2", "l2"), ("au", "au"))
+        if opts[f"lambda_{n}"] is not None
+    }
+    mapper = {
+        "texture_branch": not opts["no_texture"],
+        "emotion_branch": not opts["no_emotion"],
+        "cross_attention": not opts["no_cross_attention"],
+    }
+    return replace(cfg, weights=replace(cfg.weights, **weights), mapper=replace(cfg.mapper, **mapper)).validate()
+
+
+def _train_paper(prompt: str, steps: int | None, models_dir: str, device: str, opts: dict) -> None:
+    from pathlib import Path
+
+    from faceedit_core.paper.models import PaperModels
+    from faceedit_core.paper.train import load_refs, train_mappers
+
+    if opts["refs"] is None and not opts["neutral"]:
+        raise click.UsageError("the paper tier needs --refs DIR_OF_EMOCA_OUTPUTS or --neutral")
+    cfg = paper_config(prompt, steps, opts)
+    click.echo(f"loading models from {models_dir} ...")
+    models = PaperModels.from_models_dir(
+        models_dir, device, guidance=True, sr_precision=opts.pop("sr_precision") or "auto"
+    )
+    refs = load_refs(opts["refs"], models.flame.n_shape, models.flame.n_exp) if opts["refs"] else None
+    out = Path(opts["out"]) if opts["out"] else Path(models_dir) / "mappers"
+    with click.progressbar(
+        length=cfg.steps, label=f"training '{prompt}'", show_eta=True, item_show_func=lambda e: e and _loss_line(e)
+    ) as bar:
+
+        def show(e):
+            if bar.pos == 0 and e["step"] > 1:  # resumed: jump to where the checkpoint was
+                bar.update(e["step"] - 1)
+            bar.update(1, e)
+
+        result = train_mappers(models, cfg, out, refs, progress=show, resume=not opts["restart"])
+    s = result.summary
+    click.echo(
+        f"mapper {result.mapper_path.stem} for '{prompt}': {s['steps']} steps"
+        f"{' (resumed at step %d)' % s['resumed_from'] if s['resumed_from'] else ''}, loss {s['loss_first']:.4f}"
+        f" -> {s['loss_last']:.4f}, {s['seconds_per_step']:.2f} s/step; written to {result.mapper_path}"
+    )
+
+
+def _loss_line(e: dict) -> str:
+    parts = [f"{k[5:]} {v:.3f}" for k, v in e.items() if k.startswith("loss_")]
+    return f"loss {e['loss']:.4f} ({', '.join(parts)})"

@@ -1,1 +1,0 @@
-"""Expression guidance: text -> action units and the geometric AU critic (preview tier)."""

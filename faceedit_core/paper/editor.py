@@ -1,0 +1,237 @@
+"""The paper tier's Editor: the user's FLAME and Next3D, mapper sets trained by `faceedit train`.
+
+`build_editor(models=DIR)` builds it. Edits are optimisation-free (paper Sec. IX): the
+mapper sets for the prompt (or the ids given) map (w, psi) -> (w', psi'), an intensity scales
+the residuals and several sets compose. The Blender side sends FLAME parameters only, so the
+appearance latent w comes from a seeded code (`latent_seed`, through the mapping network with
+the frontal camera); the w' of recent edits is remembered, so rendering the params an edit
+returned shows the edited texture too. Mapper sets live in DIR/mappers/ (`<id>.json` +
+its weights, see storage/mapper_store.py); `train` writes new ones there.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from faceedit_core.au.critic import AUS
+from faceedit_core.editor import Editor, EditResult, check_edit_request
+from faceedit_core.errors import Cancelled, InputError, PromptNotUnderstood
+from faceedit_core.paper.mapper_sets import MapperSet, edit_latent, find_mapper_sets, load_mapper_set, params_sha256
+from faceedit_core.paper.models import EDIT_SLOTS, PaperModels, require
+from faceedit_core.params import FlameParams
+from faceedit_core.render.cameras import orbit
+from faceedit_core.storage.mapper_store import check_id
+from faceedit_core.storage.models_dir import ModelsDir
+
+EDITED_LATENTS_KEPT = 64
+
+
+def normalise_prompt(prompt: str) -> str:
+    return " ".join(prompt.lower().replace(".", " ").split())
+
+
+class PaperEditor(Editor):
+    """Editor over PaperModels; mapper sets from `mappers_dir`."""
+
+    tier = "paper"
+
+    def __init__(
+        self,
+        models: PaperModels,
+        mappers_dir: str | os.PathLike,
+        device: str = "cpu",
+        latent_seed: int = 0,
+        truncation_psi: float = 0.7,
+        train_config=None,
+        models_dir: Path | None = None,
+    ):
+        head_hash = models.hashes.get("flame", "in-memory")
+        super().__init__(models.flame, head_hash, device)
+        self.models, self.mappers_dir, self.models_dir = models, Path(mappers_dir), models_dir
+        self.paper_train_config = train_config
+        self.generator = models.generator.to(device).eval()
+        self.c_front = orbit([0.0], [0.0]).eg3d_c().to(device)
+        z = torch.randn(1, getattr(self.generator, "z_dim", 512), generator=torch.Generator().manual_seed(latent_seed))
+        with torch.no_grad():
+            self.ws_base = self.generator.mapping(z.to(device), self.c_front, truncation_psi=truncation_psi)
+        self._sets: dict[str, MapperSet] = {}
+        self._edited_ws: OrderedDict[str, torch.Tensor] = OrderedDict()
+
+    @classmethod
+    def from_models_dir(
+        cls, path: str | os.PathLike, device: str = "cpu", sr_precision: str = "auto", **kwargs
+    ) -> "PaperEditor":
+        """FLAME + landmarks + Next3D from DIR (MissingModelError naming each missing file)."""
+        path = Path(path).expanduser()
+        if not path.is_dir():
+            raise InputError(
+                f"model folder {path} does not exist (it holds flame/, next3d/, clip/, arcface/, mappers/)"
+            )
+        require(ModelsDir(path), EDIT_SLOTS)
+        models = PaperModels.from_models_dir(path, device, sr_precision=sr_precision)
+        return cls(models, path / "mappers", device, models_dir=path, **kwargs)
+
+    # ------------------------------------------------------------------ mapper sets
+    def mapper_sets(self) -> dict[str, Path]:
+        return find_mapper_sets(self.mappers_dir)
+
+    def mapper(self, mapper_id: str):
+        return self.mapper_set(mapper_id).mapper
+
+    def mapper_set(self, mapper_id: str) -> MapperSet:
+        check_id(mapper_id)
+        with self._lock:
+            if mapper_id not in self._sets:
+                stem = self.mapper_sets().get(mapper_id)
+                if stem is None:
+                    raise InputError(
+                        f"unknown mapper id '{mapper_id}': no mapper set of that name in the models folder's mappers/"
+                    )
+                ms = load_mapper_set(stem)
+                if ms.mapper.config.n_exp != self.layer.n_exp:
+                    raise InputError(
+                        f"mapper set '{mapper_id}' edits {ms.mapper.config.n_exp} expression coefficients, "
+                        f"this FLAME model has {self.layer.n_exp}"
+                    )
+                ms.mapper.to(self.device)
+                self._sets[mapper_id] = ms
+            return self._sets[mapper_id]
+
+    def _prompts(self) -> dict[str, str]:
+        """{normalised prompt: mapper id} of the trained sets."""
+        out = {}
+        for mid in self.mapper_sets():
+            out.setdefault(normalise_prompt(self.mapper_set(mid).prompt), mid)
+        return out
+
+    def mapper_for_prompt(self, prompt: str) -> str:
+        prompts = self._prompts()
+        mid = prompts.get(normalise_prompt(prompt))
+        if mid is None:
+            known = [self.mapper_set(m).prompt for m in prompts.values()]
+            raise PromptNotUnderstood(
+                f"no mapper set trained for prompt {prompt!r} in the models folder's mappers/ (train one with "
+                f'`faceedit train --prompt "{prompt}" --models {self.models_dir or "DIR"}`)',
+                known,
+            )
+        return mid
+
+    def known_expressions(self) -> list[str]:
+        return [self.mapper_set(m).prompt for m in self.mapper_sets()]
+
+    # ------------------------------------------------------------------ editing
+    def edit(
+        self,
+        params: FlameParams,
+        prompt: str | None = None,
+        mapper_ids: list[str] | None = None,
+        intensity: float = 1.0,
+        progress: Callable | None = None,
+        cancel: Callable | None = None,
+        ws: torch.Tensor | None = None,
+    ) -> EditResult:
+        """params [B] -> edited params, vertices [B,V,3], landmarks [B,68,3], geometric AUs.
+
+        ws [B,28,512] or [1,28,512]: the heads' appearance latents (e.g. from GAN inversion of a
+        photo); default the seeded base latent. The edited w' is kept for `render` (`latent_for`)."""
+        ids = check_edit_request(prompt, mapper_ids, intensity)
+        if prompt is not None:
+            ids.insert(0, self.mapper_for_prompt(prompt))
+        params = self.checked_params(params)
+        sets = [self.mapper_set(m) for m in ids]
+        target: dict[str, float] = {}
+        for s in sets:
+            target.update(s.manifest.get("au_target") or {})
+        with self._lock, torch.no_grad():
+            p = params.to(self.device)
+            ws = (self.ws_base if ws is None else self._check_ws(ws)).expand(p.batch_size, -1, -1)
+            ws_edit, edited = edit_latent([(s.mapper, float(intensity)) for s in sets], ws, p)
+            out = self.layer(edited)
+            au = self.objective.intensities(edited)
+            edited_cpu = edited.to("cpu")
+            for b in range(edited_cpu.batch_size):
+                self._remember(params_sha256(edited_cpu.index(b)), ws_edit[b : b + 1])
+        return EditResult(
+            edited_cpu, out.vertices.cpu(), out.landmarks.cpu(), {a: au[a].cpu().tolist() for a in AUS}, target, ids
+        )
+
+    def _check_ws(self, ws: torch.Tensor) -> torch.Tensor:
+        if ws.dim() != 3 or tuple(ws.shape[1:]) != tuple(self.ws_base.shape[1:]) or not torch.isfinite(ws).all():
+            raise InputError(
+                f"ws must be finite with shape [B,{self.ws_base.shape[1]},{self.ws_base.shape[2]}], "
+                f"got {list(ws.shape)}"
+            )
+        return ws.to(self.device, torch.float32)
+
+    def _remember(self, key: str, ws: torch.Tensor) -> None:
+        self._edited_ws[key] = ws
+        self._edited_ws.move_to_end(key)
+        while len(self._edited_ws) > EDITED_LATENTS_KEPT:
+            self._edited_ws.popitem(last=False)
+
+    def latent_for(self, params: FlameParams) -> torch.Tensor:
+        """ws [1,28,512] for one params item: its edit's w' when it came from an edit here, else the base w."""
+        return self._edited_ws.get(params_sha256(params), self.ws_base)
+
+    # ------------------------------------------------------------------ rendering
+    def render(
+        self,
+        params: FlameParams,
+        cameras,
+        size: int = 512,
+        progress: Callable | None = None,
+        cancel: Callable | None = None,
+    ) -> np.ndarray:
+        """params [B] -> uint8 RGBA [B,N,H,W,4] Next3D renders (tri-planes once per item, then each view)."""
+        from faceedit_core.next3d.generator import flame_inputs
+        from faceedit_core.render.images import to_uint8
+
+        params = self.checked_params(params)
+        cams = cameras.eg3d_c().to(self.device)
+        out, total, done = [], params.batch_size * len(cams), 0
+        with self._lock, torch.no_grad():
+            for b in range(params.batch_size):
+                item = params.index(b)
+                ws = self.latent_for(item)
+                planes = self.generator.planes(ws, flame_inputs(self.layer, item.to(self.device)))
+                views = []
+                for v in range(len(cams)):
+                    if cancel is not None and cancel():
+                        raise Cancelled(f"render cancelled after {done} of {total} views")
+                    rgb = self.generator.render_view(planes, ws, cams[v : v + 1])["image"]
+                    rgb = torch.nn.functional.interpolate(
+                        rgb, size=(size, size), mode="bilinear", align_corners=False, antialias=rgb.shape[-1] > size
+                    )
+                    rgba = torch.cat(
+                        [(rgb[0].permute(1, 2, 0) + 1) / 2, torch.ones(size, size, 1, device=rgb.device)], -1
+                    )
+                    views.append(to_uint8(rgba.clamp(0, 1).cpu().numpy()))
+                    done += 1
+                    if progress is not None:
+                        progress({"stage": "render", "step": done, "total": total})
+                out.append(np.stack(views))
+        return np.stack(out)
+
+    # ------------------------------------------------------------------ training
+    def train(self, prompt: str, progress: Callable | None = None, cancel: Callable | None = None) -> str:
+        """Train a mapper set for prompt into the mappers folder (CLIP and ArcFace from the model folder)."""
+        from faceedit_core.paper.train import PaperTrainConfig, train_mappers
+
+        if self.models.clip is None:
+            if self.models_dir is None:
+                raise InputError("training needs CLIP and ArcFace: load them into the PaperModels first")
+            self.models.load_guidance(ModelsDir(self.models_dir), self.device)
+        base = self.paper_train_config or PaperTrainConfig()
+        result = train_mappers(
+            self.models, replace(base, prompt=prompt, neutral=True), self.mappers_dir, progress=progress, cancel=cancel
+        )
+        with self._lock:
+            self._sets.pop(result.mapper_path.stem, None)
+        return result.mapper_path.stem
