@@ -32,11 +32,17 @@ from faceedit_core.flame.io import N_EXP_MAX, N_SHAPE_MAX, FlameModel, LandmarkE
 
 PARAMETERISATIONS = ("semantic", "pca")
 DEFAULT_PCA_COMPONENTS = 50
-PARENTS = np.array([-1, 0, 1, 1, 1], np.int64)   # root, neck, jaw, left eye (+x), right eye
+PARENTS = np.array([-1, 0, 1, 1, 1], np.int64)  # root, neck, jaw, left eye (+x), right eye
 JOINT_NAMES = ("root", "neck", "jaw", "eye_left", "eye_right")
 # parts not meant to be drawn by a plain rasteriser (game-engine helper meshes)
-HELPER_PARTS = ("lacrimal_fluid_left", "lacrimal_fluid_right", "eye_blend_left", "eye_blend_right",
-                "eye_occlusion_left", "eye_occlusion_right")
+HELPER_PARTS = (
+    "lacrimal_fluid_left",
+    "lacrimal_fluid_right",
+    "eye_blend_left",
+    "eye_blend_right",
+    "eye_occlusion_left",
+    "eye_occlusion_right",
+)
 
 
 @dataclass(frozen=True)
@@ -120,10 +126,12 @@ class IctHead:
             elif name in self.semantic_names and self.parameterisation == "pca":
                 sem[self.semantic_names.index(name)] += w
             else:
-                raise InputError(f"'{name}' is not an expression of this ICT head ({self.parameterisation}, "
-                                 f"{self.n_exp} columns); jawOpen is the jaw joint: use jaw_pose()")
+                raise InputError(
+                    f"'{name}' is not an expression of this ICT head ({self.parameterisation}, "
+                    f"{self.n_exp} columns); jawOpen is the jaw joint: use jaw_pose()"
+                )
         if sem.any():
-            out[:self.n_exp] += self.semantic_coefficients(sem).astype(np.float32)
+            out[: self.n_exp] += self.semantic_coefficients(sem).astype(np.float32)
         return out
 
     def semantic_coefficients(self, weights: np.ndarray) -> np.ndarray:
@@ -133,7 +141,7 @@ class IctHead:
         if w.shape[-1] != len(self.semantic_names):
             raise InputError(f"semantic weights need {len(self.semantic_names)} values in the last axis, got {w.shape}")
         if self.semantic_to_pca is None:
-            return w[..., :self.n_exp]
+            return w[..., : self.n_exp]
         return w @ self.semantic_to_pca.T
 
 
@@ -149,7 +157,7 @@ def _check(parameterisation: str, n_exp: int | None, n_semantic: int) -> int:
 
 def _components(names: list[str], facs_table: dict, dirs: np.ndarray, descriptions: list[str]) -> list[IctComponent]:
     """dirs [V,3,K] of the live columns -> IctComponent list (region = |offset| / max)."""
-    mag = np.linalg.norm(dirs, axis=1)                       # [V,K]
+    mag = np.linalg.norm(dirs, axis=1)  # [V,K]
     mag /= np.maximum(mag.max(0, keepdims=True), 1e-20)
     out = []
     for k, name in enumerate(names):
@@ -159,8 +167,9 @@ def _components(names: list[str], facs_table: dict, dirs: np.ndarray, descriptio
     return out
 
 
-def load_ict_head(parameterisation: str = "semantic", n_exp: int | None = None, flame_widths: bool = True,
-                  folder=None) -> IctHead:
+def load_ict_head(
+    parameterisation: str = "semantic", n_exp: int | None = None, flame_widths: bool = True, folder=None
+) -> IctHead:
     """The ICT head with the chosen expression parameterisation.
 
     n_exp: live expression columns (semantic: the first n_exp of the 52, default all; pca:
@@ -185,19 +194,20 @@ def load_ict_head(parameterisation: str = "semantic", n_exp: int | None = None, 
     else:
         mix = arrays["pca_mix"][:, :n_live]
         live = (shapes.reshape(V * 3, -1) @ mix.astype(np.float32)).reshape(V, 3, n_live)
-        gram = arrays["semantic_gram"]                               # shapes^T shapes [S,S], float64
+        gram = arrays["semantic_gram"]  # shapes^T shapes [S,S], float64
         to_pca = np.linalg.solve(mix.T @ gram @ mix, mix.T @ gram)
         names = [f"pca{k:02d}" for k in range(n_live)]
         strength = np.abs(mix) * np.sqrt(np.diag(gram))[:, None]
-        top = np.argsort(-strength, axis=0)[:3]                     # [3,K] strongest semantic shapes
-        descriptions = ["PCA expression component; mostly " + ", ".join(semantic[s] for s in top[:, k])
-                        for k in range(n_live)]
+        top = np.argsort(-strength, axis=0)[:3]  # [3,K] strongest semantic shapes
+        descriptions = [
+            "PCA expression component; mostly " + ", ".join(semantic[s] for s in top[:, k]) for k in range(n_live)
+        ]
 
     width = (N_EXP_MAX if n_live > 50 else 50) if flame_widths else n_live
     n_shape_cols = N_SHAPE_MAX if flame_widths else n_id
     shapedirs = np.zeros((V, 3, n_shape_cols + width), np.float32)
     shapedirs[:, :, :n_id] = np.moveaxis(arrays["identity"], 0, 2)
-    shapedirs[:, :, n_shape_cols:n_shape_cols + n_live] = live
+    shapedirs[:, :, n_shape_cols : n_shape_cols + n_live] = live
 
     axis, angle = arrays["jaw_axis"].astype(np.float64), float(arrays["jaw_angle"])
     K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
@@ -206,29 +216,53 @@ def load_ict_head(parameterisation: str = "semantic", n_exp: int | None = None, 
     posedirs[:, :, 9:18] = arrays["jaw_corrective"].astype(np.float32)[:, :, None] * g[None, None, :]
 
     model = FlameModel(
-        v_template=arrays["v_template"].astype(np.float32), shapedirs=shapedirs, posedirs=posedirs,
-        J_regressor=arrays["J_regressor"].astype(np.float32), weights=arrays["weights"].astype(np.float32),
-        parents=PARENTS.copy(), f=arrays["f"].astype(np.int64), vt=arrays["vt"].astype(np.float32),
+        v_template=arrays["v_template"].astype(np.float32),
+        shapedirs=shapedirs,
+        posedirs=posedirs,
+        J_regressor=arrays["J_regressor"].astype(np.float32),
+        weights=arrays["weights"].astype(np.float32),
+        parents=PARENTS.copy(),
+        f=arrays["f"].astype(np.int64),
+        vt=arrays["vt"].astype(np.float32),
         ft=arrays["ft"].astype(np.int64),
-        meta={"source": "ICT Face Model Light (MIT), converted by tools/ict/convert_ict.py",
-              "upstream_commit": manifest["source"]["commit"], "parameterisation": parameterisation,
-              "n_identity": n_id, "n_exp": n_live})
+        meta={
+            "source": "ICT Face Model Light (MIT), converted by tools/ict/convert_ict.py",
+            "upstream_commit": manifest["source"]["commit"],
+            "parameterisation": parameterisation,
+            "n_identity": n_id,
+            "n_exp": n_live,
+        },
+    )
     if flame_widths:
         model.validate()
     landmarks = LandmarkEmbedding(
-        static_faces=arrays["static_faces"].astype(np.int64), static_bary=arrays["static_bary"].astype(np.float32),
-        dynamic_faces=arrays["dynamic_faces"].astype(np.int64), dynamic_bary=arrays["dynamic_bary"].astype(np.float32),
-        full_faces=arrays["full_faces"].astype(np.int64), full_bary=arrays["full_bary"].astype(np.float32),
+        static_faces=arrays["static_faces"].astype(np.int64),
+        static_bary=arrays["static_bary"].astype(np.float32),
+        dynamic_faces=arrays["dynamic_faces"].astype(np.int64),
+        dynamic_bary=arrays["dynamic_bary"].astype(np.float32),
+        full_faces=arrays["full_faces"].astype(np.int64),
+        full_bary=arrays["full_bary"].astype(np.float32),
     ).validate(n_faces=len(model.f))
     labels = tuple(manifest["part_labels"])
     return IctHead(
-        model=model, landmarks=landmarks, components=_components(names, manifest["facs"], live, descriptions),
-        parameterisation=parameterisation, n_identity=n_id, vertex_part=arrays["vertex_part"].copy(),
-        face_part=arrays["face_part"].copy(), part_labels=labels,
+        model=model,
+        landmarks=landmarks,
+        components=_components(names, manifest["facs"], live, descriptions),
+        parameterisation=parameterisation,
+        n_identity=n_id,
+        vertex_part=arrays["vertex_part"].copy(),
+        face_part=arrays["face_part"].copy(),
+        part_labels=labels,
         parts={k: (int(a), int(b)) for k, (a, b) in manifest["vertex_ranges"].items()},
-        landmark_vertices=arrays["landmark_vertices"].astype(np.int64), jaw_axis=axis,
+        landmark_vertices=arrays["landmark_vertices"].astype(np.int64),
+        jaw_axis=axis,
         jaw_centre=arrays["jaw_centre"].copy(),
-        jaw_open_angle=angle, semantic_names=semantic, pca_mix=mix, semantic_to_pca=to_pca, manifest=manifest)
+        jaw_open_angle=angle,
+        semantic_names=semantic,
+        pca_mix=mix,
+        semantic_to_pca=to_pca,
+        manifest=manifest,
+    )
 
 
 __all__ = ["IctComponent", "IctHead", "load_ict_head", "PARAMETERISATIONS", "JOINT_NAMES", "HELPER_PARTS"]

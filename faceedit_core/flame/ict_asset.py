@@ -58,8 +58,14 @@ def sparse_pack(deltas: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray,
     return np.concatenate(idx), np.concatenate(vals), np.array(ptr, np.int64)
 
 
-def sparse_unpack(index: np.ndarray, delta: np.ndarray, ptr: np.ndarray, n_verts: int,
-                  shapes: list[int] | None = None, dtype=np.float32) -> np.ndarray:
+def sparse_unpack(
+    index: np.ndarray,
+    delta: np.ndarray,
+    ptr: np.ndarray,
+    n_verts: int,
+    shapes: list[int] | None = None,
+    dtype=np.float32,
+) -> np.ndarray:
     """The expression shapes (all, or the listed ones in that order) as dense [V,3,len] offsets."""
     shapes = list(range(len(ptr) - 1)) if shapes is None else list(shapes)
     out = np.zeros((n_verts, 3, len(shapes)), dtype)
@@ -72,6 +78,7 @@ def sparse_unpack(index: np.ndarray, delta: np.ndarray, ptr: np.ndarray, n_verts
 def array_digest(arrays: dict[str, np.ndarray]) -> dict[str, str]:
     """sha256 of each array's dtype, shape and bytes (zip bytes differ run to run; these do not)."""
     import hashlib
+
     out = {}
     for k in sorted(arrays):
         a = np.ascontiguousarray(arrays[k])

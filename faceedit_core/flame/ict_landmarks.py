@@ -14,18 +14,19 @@ import heapq
 
 import numpy as np
 
-N_YAW_ROWS = 79        # DECA: row r <= 39 is +r degrees, row r >= 40 is -(r - 39) degrees
+N_YAW_ROWS = 79  # DECA: row r <= 39 is +r degrees, row r >= 40 is -(r - 39) degrees
 MAX_YAW_DEG = 39
-TRACK_AHEAD = 2.0      # contour tracks reach this many (frontal -> jawline) steps in front of the frontal point
-TRACK_BEHIND = 1.0     # ... and this many behind the jawline point
+TRACK_AHEAD = 2.0  # contour tracks reach this many (frontal -> jawline) steps in front of the frontal point
+TRACK_BEHIND = 1.0  # ... and this many behind the jawline point
 
 
 def row_yaw_deg(row: int) -> int:
     return row if row <= MAX_YAW_DEG else -(row - MAX_YAW_DEG)
 
 
-def vertex_embedding(faces: np.ndarray, vertices: np.ndarray, allowed: np.ndarray | None = None
-                     ) -> tuple[np.ndarray, np.ndarray]:
+def vertex_embedding(
+    faces: np.ndarray, vertices: np.ndarray, allowed: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Each vertex as (face, barycentric): faces [F,3], vertices [L] -> face ids [L] (the lowest
     index face containing it, among `allowed` [F] bool when given), bary [L,3] (1 on the vertex)."""
     ok = np.ones(len(faces), bool) if allowed is None else allowed
@@ -72,7 +73,7 @@ def shortest_path(verts: np.ndarray, graph: tuple[np.ndarray, np.ndarray], start
         done.add(u)
         if u == goal:
             break
-        for w in nbrs[starts[u]:starts[u + 1]].tolist():
+        for w in nbrs[starts[u] : starts[u + 1]].tolist():
             nd = d + float(np.linalg.norm(verts[u] - verts[w]))
             if nd < dist.get(w, np.inf) - 1e-15:
                 dist[w], prev[w] = nd, u
@@ -85,8 +86,7 @@ def shortest_path(verts: np.ndarray, graph: tuple[np.ndarray, np.ndarray], start
     return path[::-1]
 
 
-def contour_track(verts: np.ndarray, graph, frontal: int, jawline: int, allowed: np.ndarray
-                  ) -> tuple[list[int], int]:
+def contour_track(verts: np.ndarray, graph, frontal: int, jawline: int, allowed: np.ndarray) -> tuple[list[int], int]:
     """A track for one contour landmark through its frontal point and its jawline substitute,
     extended at both ends: shortest edge paths from the vertex nearest frontal - TRACK_AHEAD *
     step (step = jawline - frontal) to the frontal point, on to the jawline point, and on to
@@ -119,9 +119,14 @@ def _edge_face(faces: np.ndarray, a: int, b: int, allowed: np.ndarray) -> tuple[
     return f, int(np.nonzero(faces[f] == a)[0][0]), int(np.nonzero(faces[f] == b)[0][0])
 
 
-def dynamic_contour(verts: np.ndarray, faces: np.ndarray, frontal: np.ndarray, jawline: np.ndarray,
-                    allowed_verts: np.ndarray, allowed_faces: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
+def dynamic_contour(
+    verts: np.ndarray,
+    faces: np.ndarray,
+    frontal: np.ndarray,
+    jawline: np.ndarray,
+    allowed_verts: np.ndarray,
+    allowed_faces: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, list[list[int]]]:
     """DECA's yaw table for the 17 contour landmarks.
 
     verts [V,3] (neutral, FLAME axes), faces [F,3], frontal [17] (the frontal contour vertex ids),
@@ -165,13 +170,25 @@ def dynamic_contour(verts: np.ndarray, faces: np.ndarray, frontal: np.ndarray, j
     return out_f, out_b, tracks
 
 
-def landmark_arrays(verts: np.ndarray, faces: np.ndarray, lmk68: np.ndarray, jawline17: np.ndarray,
-                    face_verts: np.ndarray, face_faces: np.ndarray) -> dict[str, np.ndarray]:
+def landmark_arrays(
+    verts: np.ndarray,
+    faces: np.ndarray,
+    lmk68: np.ndarray,
+    jawline17: np.ndarray,
+    face_verts: np.ndarray,
+    face_faces: np.ndarray,
+) -> dict[str, np.ndarray]:
     """All of the LandmarkEmbedding arrays: lmk68 [68] vertex ids (iBUG order), jawline17 [17]
     substitutes (chin and unsubstituted points repeat lmk68), face_verts [V] / face_faces [F]
     bool (the face area). -> {static_faces [51], static_bary [51,3], dynamic_faces [79,17],
     dynamic_bary [79,17,3], full_faces [68], full_bary [68,3]}."""
     full_f, full_b = vertex_embedding(faces, lmk68, face_faces)
     dyn_f, dyn_b, _ = dynamic_contour(verts, faces, lmk68[:17], jawline17, face_verts, face_faces)
-    return {"static_faces": full_f[17:].copy(), "static_bary": full_b[17:].copy(),
-            "dynamic_faces": dyn_f, "dynamic_bary": dyn_b, "full_faces": full_f, "full_bary": full_b}
+    return {
+        "static_faces": full_f[17:].copy(),
+        "static_bary": full_b[17:].copy(),
+        "dynamic_faces": dyn_f,
+        "dynamic_bary": dyn_b,
+        "full_faces": full_f,
+        "full_bary": full_b,
+    }

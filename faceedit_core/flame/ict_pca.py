@@ -15,12 +15,17 @@ import numpy as np
 
 N_SAMPLES = 20000
 SEED = 20240515
-MAX_ACTIONS = 5          # actions mixed in one sample: 1..MAX_ACTIONS
+MAX_ACTIONS = 5  # actions mixed in one sample: 1..MAX_ACTIONS
 COVER_PERCENTILE = 99.7  # of |coefficient|, mapped to 3 (FLAME's +-3 sigma)
-P_BOTH_SIDES = 0.7       # a paired action (X_L, X_R) is symmetric with this chance, else one-sided
+P_BOTH_SIDES = 0.7  # a paired action (X_L, X_R) is symmetric with this chance, else one-sided
 # actions that never appear together in one sample (they pull the same parts opposite ways)
-EXCLUSIVE = (("eyeLookLeft", "eyeLookRight"), ("eyeLookUp", "eyeLookDown"), ("mouthLeft", "mouthRight"),
-             ("jawLeft", "jawRight"), ("mouthSmile", "mouthFrown"))
+EXCLUSIVE = (
+    ("eyeLookLeft", "eyeLookRight"),
+    ("eyeLookUp", "eyeLookDown"),
+    ("mouthLeft", "mouthRight"),
+    ("jawLeft", "jawRight"),
+    ("mouthSmile", "mouthFrown"),
+)
 
 
 def actions(names: list[str]) -> dict[str, list[int]]:
@@ -29,8 +34,12 @@ def actions(names: list[str]) -> dict[str, list[int]]:
     idx = {n: i for i, n in enumerate(names)}
     out: dict[str, list[int]] = {}
     used = set()
-    gaze = {"eyeLookLeft": ("eyeLookOut_L", "eyeLookIn_R"), "eyeLookRight": ("eyeLookIn_L", "eyeLookOut_R"),
-            "eyeLookUp": ("eyeLookUp_L", "eyeLookUp_R"), "eyeLookDown": ("eyeLookDown_L", "eyeLookDown_R")}
+    gaze = {
+        "eyeLookLeft": ("eyeLookOut_L", "eyeLookIn_R"),
+        "eyeLookRight": ("eyeLookIn_L", "eyeLookOut_R"),
+        "eyeLookUp": ("eyeLookUp_L", "eyeLookUp_R"),
+        "eyeLookDown": ("eyeLookDown_L", "eyeLookDown_R"),
+    }
     for act, pair in gaze.items():
         if all(p in idx for p in pair):
             out[act] = [idx[p] for p in pair]
@@ -77,8 +86,9 @@ def sample_weights(names: list[str], n: int = N_SAMPLES, seed: int = SEED) -> np
     return W
 
 
-def fit_mix(shapes: np.ndarray, names: list[str], n_samples: int = N_SAMPLES, seed: int = SEED
-            ) -> tuple[np.ndarray, np.ndarray]:
+def fit_mix(
+    shapes: np.ndarray, names: list[str], n_samples: int = N_SAMPLES, seed: int = SEED
+) -> tuple[np.ndarray, np.ndarray]:
     """shapes [3V,S] (float64, as the loader will rebuild them) -> (mix [S,S] so that basis =
     shapes @ mix has orthogonal columns in decreasing variance, each scaled so that [-3, 3]
     holds 99.7 % of the samples' coefficients; explained [S] cumulative share of the energy).
@@ -90,18 +100,18 @@ def fit_mix(shapes: np.ndarray, names: list[str], n_samples: int = N_SAMPLES, se
     W = sample_weights(names, n_samples, seed)
     Q, R = np.linalg.qr(shapes)
     U, S, Vt = np.linalg.svd(W @ R.T, full_matrices=False)
-    proj = np.abs(U * S[None, :])                      # samples' coordinates along each unit direction
+    proj = np.abs(U * S[None, :])  # samples' coordinates along each unit direction
     scale = np.percentile(proj, COVER_PERCENTILE, axis=0) / 3.0
-    mix = np.linalg.solve(R, Vt.T) * scale[None, :]   # basis_k = Q Vt_k * scale_k = shapes @ mix_k
+    mix = np.linalg.solve(R, Vt.T) * scale[None, :]  # basis_k = Q Vt_k * scale_k = shapes @ mix_k
     flip = np.sign(mix[np.argmax(np.abs(mix), axis=0), np.arange(mix.shape[1])])
     mix *= flip[None, :]
-    explained = np.cumsum(S ** 2) / np.sum(S ** 2)
+    explained = np.cumsum(S**2) / np.sum(S**2)
     return mix, explained
 
 
 def semantic_to_pca_matrix(shapes: np.ndarray, mix: np.ndarray) -> np.ndarray:
     """Least-squares PCA coefficients of semantic weights: P [K,S] with c = P w minimising
     |shapes w - basis c| (basis = shapes @ mix [3V,K], orthogonal columns). shapes [3V,S]."""
-    G = shapes.T @ shapes                         # [S,S]
-    BtB = mix.T @ G @ mix                         # [K,K], diagonal up to rounding
+    G = shapes.T @ shapes  # [S,S]
+    BtB = mix.T @ G @ mix  # [K,K], diagonal up to rounding
     return np.linalg.solve(BtB, mix.T @ G)

@@ -17,10 +17,10 @@ import numpy as np
 ROOT_RING_Y = -0.129
 NECK_RING_Y = -0.104
 RING_HALF_HEIGHT = 0.003
-NECK_BLEND_ABOVE = 0.012   # the neck's skin blends from the neck joint (above) to the root (below)
-NECK_BLEND_BELOW = 0.008   # over [root ring - this, neck ring + NECK_BLEND_ABOVE]
-JAW_ANCHORS_PER_SIDE = 6   # skin vertices nearest the hinge axis, per side, that regress the jaw joint
-JAW_SMOOTH_ITERS = 8       # Laplacian smoothing passes over the skin's jaw weights
+NECK_BLEND_ABOVE = 0.012  # the neck's skin blends from the neck joint (above) to the root (below)
+NECK_BLEND_BELOW = 0.008  # over [root ring - this, neck ring + NECK_BLEND_ABOVE]
+JAW_ANCHORS_PER_SIDE = 6  # skin vertices nearest the hinge axis, per side, that regress the jaw joint
+JAW_SMOOTH_ITERS = 8  # Laplacian smoothing passes over the skin's jaw weights
 EYE_FRONT_CONE_DEG = 40.0  # sclera vertices within this angle of +z (the cornea bulge) are left out of the sphere fit
 
 
@@ -85,7 +85,7 @@ def fit_hinge(rest: np.ndarray, moved: np.ndarray, iters: int = 100) -> JawHinge
     c = c + axis * ((centroid - c) @ axis)
     hinge = JawHinge(axis, c, angle)
     res = np.linalg.norm(hinge.apply(X) - Y, axis=1)
-    hinge.rms, hinge.max = float(np.sqrt(np.mean(res ** 2))), float(res.max())
+    hinge.rms, hinge.max = float(np.sqrt(np.mean(res**2))), float(res.max())
     return hinge
 
 
@@ -94,7 +94,7 @@ def affine_weights(points: np.ndarray, target: np.ndarray) -> np.ndarray:
     norm): a joint regressed from vertices that lands exactly on `target` at rest."""
     P = np.asarray(points, np.float64)
     K = len(P)
-    A = np.vstack([P.T, np.ones((1, K))])          # [4,K]
+    A = np.vstack([P.T, np.ones((1, K))])  # [4,K]
     b = np.append(np.asarray(target, np.float64), 1.0)
     w0 = np.full(K, 1.0 / K)
     return w0 + np.linalg.lstsq(A, b - A @ w0, rcond=None)[0]
@@ -103,7 +103,7 @@ def affine_weights(points: np.ndarray, target: np.ndarray) -> np.ndarray:
 def fit_sphere(points: np.ndarray) -> tuple[np.ndarray, float]:
     """Least-squares sphere through points [N,3] -> (centre [3], radius)."""
     A = np.c_[2 * points, np.ones(len(points))]
-    x = np.linalg.lstsq(A, (points ** 2).sum(1), rcond=None)[0]
+    x = np.linalg.lstsq(A, (points**2).sum(1), rcond=None)[0]
     return x[:3], float(np.sqrt(x[3] + x[:3] @ x[:3]))
 
 
@@ -150,8 +150,13 @@ class Rig:
     figures: dict
 
 
-def build_rig(verts: np.ndarray, faces: np.ndarray, jaw_open: np.ndarray, parts: dict[str, tuple[int, int]],
-              skin_parts: tuple[str, ...] = ("face", "head_neck")) -> Rig:
+def build_rig(
+    verts: np.ndarray,
+    faces: np.ndarray,
+    jaw_open: np.ndarray,
+    parts: dict[str, tuple[int, int]],
+    skin_parts: tuple[str, ...] = ("face", "head_neck"),
+) -> Rig:
     """The skeleton and skinning of the ICT head.
 
     verts [V,3] rest (m), faces [F,3], jaw_open [V,3] (jawOpen's offsets, m), parts: name ->
@@ -164,8 +169,8 @@ def build_rig(verts: np.ndarray, faces: np.ndarray, jaw_open: np.ndarray, parts:
     rng = lambda name: np.arange(*parts[name])  # noqa: E731
     lower = rng("teeth_lower")
     hinge = fit_hinge(verts[lower], verts[lower] + jaw_open[lower])
-    rigid = hinge.apply(verts) - verts                       # [V,3] what a rigid jaw would do
-    ratio = (jaw_open * rigid).sum(1) / np.maximum((rigid ** 2).sum(1), 1e-18)
+    rigid = hinge.apply(verts) - verts  # [V,3] what a rigid jaw would do
+    ratio = (jaw_open * rigid).sum(1) / np.maximum((rigid**2).sum(1), 1e-18)
     jaw = np.clip(ratio, 0.0, 1.0)
     jaw[np.linalg.norm(jaw_open, axis=1) < 1e-7] = 0.0
     skin = np.zeros(V, bool)
@@ -194,8 +199,9 @@ def build_rig(verts: np.ndarray, faces: np.ndarray, jaw_open: np.ndarray, parts:
     rel = verts[skin_idx] - hinge.centre
     dist = np.linalg.norm(rel - np.outer(rel @ hinge.axis, hinge.axis), axis=1)
     side = np.sign(rel @ hinge.axis)
-    anchors = np.concatenate([skin_idx[side == s][np.argsort(dist[side == s], kind="stable")[:JAW_ANCHORS_PER_SIDE]]
-                              for s in (1, -1)])
+    anchors = np.concatenate(
+        [skin_idx[side == s][np.argsort(dist[side == s], kind="stable")[:JAW_ANCHORS_PER_SIDE]] for s in (1, -1)]
+    )
     J[2, anchors] = affine_weights(verts[anchors], hinge.centre)
 
     W = np.zeros((V, 5))
@@ -212,7 +218,7 @@ def build_rig(verts: np.ndarray, faces: np.ndarray, jaw_open: np.ndarray, parts:
     # blended transform of each vertex at the hinge angle; the corrective undoes LBS's error
     R = hinge.rotation()
     t = hinge.centre - R @ hinge.centre
-    M = np.eye(3)[None] * (1 - W[:, 2:3, None]) + W[:, 2:3, None] * R[None]   # [V,3,3]
+    M = np.eye(3)[None] * (1 - W[:, 2:3, None]) + W[:, 2:3, None] * R[None]  # [V,3,3]
     lbs = np.einsum("vij,vj->vi", M, verts) + W[:, 2:3] * t
     target = verts + jaw_open
     corrective = np.einsum("vij,vj->vi", np.linalg.inv(M), target - W[:, 2:3] * t) - verts
@@ -221,16 +227,25 @@ def build_rig(verts: np.ndarray, faces: np.ndarray, jaw_open: np.ndarray, parts:
     err = np.linalg.norm(lbs - target, axis=1)
     face = rng("face")
     figures = {
-        "hinge_rms_m": hinge.rms, "hinge_max_m": hinge.max, "hinge_angle_deg": float(np.degrees(hinge.angle)),
-        "lbs_only_face_rms_m": float(np.sqrt(np.mean(err[face] ** 2))), "lbs_only_face_max_m": float(err[face].max()),
-        "lbs_only_all_rms_m": float(np.sqrt(np.mean(err ** 2))), "lbs_only_all_max_m": float(err.max()),
+        "hinge_rms_m": hinge.rms,
+        "hinge_max_m": hinge.max,
+        "hinge_angle_deg": float(np.degrees(hinge.angle)),
+        "lbs_only_face_rms_m": float(np.sqrt(np.mean(err[face] ** 2))),
+        "lbs_only_face_max_m": float(err[face].max()),
+        "lbs_only_all_rms_m": float(np.sqrt(np.mean(err**2))),
+        "lbs_only_all_max_m": float(err.max()),
         "non_skin_max_m": float(err[rigid_only].max()),
     }
     return Rig(J, W, hinge, corrective, figures)
 
 
-def posed_jaw(verts: np.ndarray, weights: np.ndarray, hinge: JawHinge, corrective: np.ndarray | None = None,
-              angle: float | None = None) -> np.ndarray:
+def posed_jaw(
+    verts: np.ndarray,
+    weights: np.ndarray,
+    hinge: JawHinge,
+    corrective: np.ndarray | None = None,
+    angle: float | None = None,
+) -> np.ndarray:
     """LBS of verts [V,3] (+ corrective [V,3] scaled by sin(angle)/sin(hinge angle)) with only the
     jaw rotated by `angle` about the hinge (default: jawOpen's): [V,3]. Numpy twin of FlameLayer's
     pose for this one case, for the converter's figures."""

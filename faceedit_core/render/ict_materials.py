@@ -31,14 +31,20 @@ HELPER = (0.5, 0.5, 0.5)
 # rings of the sclera shell, which is a UV sphere about that axis)
 PUPIL_DEG, PUPIL_EDGE_DEG, IRIS_DEG, IRIS_EDGE_DEG = 6.5, 8.8, 19.9, 21.8
 MOUTH_BACK_SHADE = 0.55
-LIP_FEATHER = 0.0012    # m: lip colour fades over this distance across the lip contour
+LIP_FEATHER = 0.0012  # m: lip colour fades over this distance across the lip contour
 BROW_HALF_WIDTH = 0.0045
-BROW_DEPTH = 0.015      # m: skin this far behind the brow landmarks is not brow
+BROW_DEPTH = 0.015  # m: skin this far behind the brow landmarks is not brow
 
-LASH_ROOT = 0.0012      # m: eyelash faces within this of the skin are drawn (the lash line)
+LASH_ROOT = 0.0012  # m: eyelash faces within this of the skin are drawn (the lash line)
 
-HELPER_PARTS = ("lacrimal_fluid_left", "lacrimal_fluid_right", "eye_blend_left", "eye_blend_right",
-                "eye_occlusion_left", "eye_occlusion_right")
+HELPER_PARTS = (
+    "lacrimal_fluid_left",
+    "lacrimal_fluid_right",
+    "eye_blend_left",
+    "eye_blend_right",
+    "eye_occlusion_left",
+    "eye_occlusion_right",
+)
 
 
 def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
@@ -50,11 +56,11 @@ def _polygon_signed_distance(points: np.ndarray, poly: np.ndarray) -> np.ndarray
     """2D signed distance of points [N,2] to a closed polygon [M,2] (negative inside)."""
     a, b = poly, np.roll(poly, -1, axis=0)
     ab = b - a
-    t = np.clip(((points[:, None] - a[None]) * ab[None]).sum(-1) / (ab ** 2).sum(-1)[None], 0, 1)
+    t = np.clip(((points[:, None] - a[None]) * ab[None]).sum(-1) / (ab**2).sum(-1)[None], 0, 1)
     d = np.linalg.norm(points[:, None] - (a[None] + t[..., None] * ab[None]), axis=-1).min(1)
     inside = np.zeros(len(points), bool)
     for (x0, y0), (x1, y1) in zip(a, b):  # even-odd rule
-        crosses = ((y0 > points[:, 1]) != (y1 > points[:, 1]))
+        crosses = (y0 > points[:, 1]) != (y1 > points[:, 1])
         x_at = x0 + (points[:, 1] - y0) * (x1 - x0) / np.where(y1 != y0, y1 - y0, 1e-20)
         inside ^= crosses & (points[:, 0] < x_at)
     return np.where(inside, -d, d)
@@ -64,7 +70,7 @@ def _polyline_distance(points: np.ndarray, line: np.ndarray) -> np.ndarray:
     """2D distance of points [N,2] to an open polyline [M,2]."""
     a, b = line[:-1], line[1:]
     ab = b - a
-    t = np.clip(((points[:, None] - a[None]) * ab[None]).sum(-1) / (ab ** 2).sum(-1)[None], 0, 1)
+    t = np.clip(((points[:, None] - a[None]) * ab[None]).sum(-1) / (ab**2).sum(-1)[None], 0, 1)
     return np.linalg.norm(points[:, None] - (a[None] + t[..., None] * ab[None]), axis=-1).min(1)
 
 
@@ -98,9 +104,14 @@ def part_colours(head) -> np.ndarray:
     v = head.model.v_template.astype(np.float64)
     V = len(v)
     col = np.tile(np.array(SKIN), (V, 1))
-    for names, rgb in ((("mouth_socket",), MOUTH_SOCKET), (("eye_socket_left", "eye_socket_right"), EYE_SOCKET),
-                       (("gums_tongue",), GUMS_TONGUE), (("teeth",), TEETH),
-                       (("eyelashes_left", "eyelashes_right"), LASHES), (HELPER_PARTS, HELPER)):
+    for names, rgb in (
+        (("mouth_socket",), MOUTH_SOCKET),
+        (("eye_socket_left", "eye_socket_right"), EYE_SOCKET),
+        (("gums_tongue",), GUMS_TONGUE),
+        (("teeth",), TEETH),
+        (("eyelashes_left", "eyelashes_right"), LASHES),
+        (HELPER_PARTS, HELPER),
+    ):
         col[_mask(head, *names)] = rgb
 
     face = np.nonzero(_mask(head, "face"))[0]
@@ -113,7 +124,7 @@ def part_colours(head) -> np.ndarray:
     col[face] = col[face] * (1 - w[:, None]) + np.array(LIP) * w[:, None]
     # brows: a band along each brow's landmarks (17..21, 22..26), fading at its ends and edges
     for lo in (17, 22):
-        brow = v[lm[lo:lo + 5]]
+        brow = v[lm[lo : lo + 5]]
         d = _polyline_distance(v[face, :2], brow[:, :2])
         near = v[face, 2] > brow[:, 2].min() - BROW_DEPTH
         x0, x1 = np.sort(brow[[0, -1], 0])
@@ -125,8 +136,7 @@ def part_colours(head) -> np.ndarray:
     inner = _mask(head, "teeth", "gums_tongue")
     z = v[inner, 2]
     teeth_z = v[_mask(head, "teeth"), 2]
-    col[inner] *= (MOUTH_BACK_SHADE + (1 - MOUTH_BACK_SHADE)
-                   * _smoothstep(teeth_z.min(), teeth_z.max(), z))[:, None]
+    col[inner] *= (MOUTH_BACK_SHADE + (1 - MOUTH_BACK_SHADE) * _smoothstep(teeth_z.min(), teeth_z.max(), z))[:, None]
     # eyes: sclera with an iris disc and a pupil about each front pole
     for side in ("left", "right"):
         ang = eye_pole_angles(head, side)
@@ -143,8 +153,8 @@ def _nearest_distance(points: np.ndarray, targets: np.ndarray, chunk: int = 256)
     """Distance of each of points [N,3] to its nearest of targets [M,3]: [N]."""
     out = np.empty(len(points))
     for i in range(0, len(points), chunk):
-        d = ((points[i:i + chunk, None, :] - targets[None]) ** 2).sum(-1)
-        out[i:i + chunk] = np.sqrt(d.min(1))
+        d = ((points[i : i + chunk, None, :] - targets[None]) ** 2).sum(-1)
+        out[i : i + chunk] = np.sqrt(d.min(1))
     return out
 
 

@@ -28,11 +28,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 MIRROR = Path(os.environ.get("ICT_FACEKIT_MIRROR", "/work/.mirror/ICT-VGL+ICT-FaceKit/repo"))
 V, F = 26719, 52220
 # bounds documented in docs/ict_head.md
-JAW_BOUND_MAX_M = 0.0005        # jaw joint (with its corrective) vs jawOpen, any vertex
-JAW_RIGID_ONLY_RMS_M = 0.004    # skinning alone (no corrective) vs jawOpen, face RMS
-PCA_MIX_MAX_M = 0.0002          # 50 PCA components vs held-out semantic mixes, any vertex
-PCA_UNIT_MAX_M = 0.001          # 50 PCA components vs each single semantic shape, any vertex
-FLOAT16_MAX_M = 0.00002         # stored offsets vs upstream
+JAW_BOUND_MAX_M = 0.0005  # jaw joint (with its corrective) vs jawOpen, any vertex
+JAW_RIGID_ONLY_RMS_M = 0.004  # skinning alone (no corrective) vs jawOpen, face RMS
+PCA_MIX_MAX_M = 0.0002  # 50 PCA components vs held-out semantic mixes, any vertex
+PCA_UNIT_MAX_M = 0.001  # 50 PCA components vs each single semantic shape, any vertex
+FLOAT16_MAX_M = 0.00002  # stored offsets vs upstream
 ASSET_MAX_BYTES = 25 * 10**6
 LOAD_SECONDS = 1.0
 
@@ -144,18 +144,18 @@ def test_units_are_metres(sem):
     width = skull[:, 0].max() - skull[:, 0].min()
     assert 0.14 <= width <= 0.2, width
     eyes = sem.model.J_regressor[3:5] @ v
-    assert 0.05 <= np.linalg.norm(eyes[0] - eyes[1]) <= 0.075   # interpupillary distance
+    assert 0.05 <= np.linalg.norm(eyes[0] - eyes[1]) <= 0.075  # interpupillary distance
 
 
 def test_axes_are_flames(sem):
     v = sem.model.v_template
     lm = sem.landmark_vertices
-    assert np.linalg.norm(v[np.argmax(v[:, 2])] - v[lm[30]]) < 0.005   # nose tip is the front-most point
+    assert np.linalg.norm(v[np.argmax(v[:, 2])] - v[lm[30]]) < 0.005  # nose tip is the front-most point
     top = v[np.argmax(v[:, 1])]
-    assert abs(top[0]) < 0.01 and top[1] > v[lm[27], 1] + 0.05          # crown on top, on the midline
-    assert v[sem.part_mask("eyeball_left")][:, 0].min() > 0               # left eye at +x
+    assert abs(top[0]) < 0.01 and top[1] > v[lm[27], 1] + 0.05  # crown on top, on the midline
+    assert v[sem.part_mask("eyeball_left")][:, 0].min() > 0  # left eye at +x
     assert (sem.model.J_regressor[3] @ v)[0] > 0 > (sem.model.J_regressor[4] @ v)[0]
-    assert v[lm[45], 0] > 0 > v[lm[36], 0]                               # iBUG 45 is the left eye's corner
+    assert v[lm[45], 0] > 0 > v[lm[36], 0]  # iBUG 45 is the left eye's corner
 
 
 # --------------------------------------------------------------------------------- landmarks
@@ -165,7 +165,7 @@ def test_landmarks_sit_on_upstream_vertices(sem, asset):
     ids = np.array(asset[1]["landmarks68"])
     assert np.abs(out["landmarks_full"] - v[ids]).max() < 1e-6
     assert np.abs(out["landmarks"][17:] - v[ids[17:]]).max() < 1e-6
-    assert np.abs(out["landmarks"][:17] - v[ids[:17]]).max() < 1e-6        # row 0: frontal contour
+    assert np.abs(out["landmarks"][:17] - v[ids[:17]]).max() < 1e-6  # row 0: frontal contour
     face = sem.part_labels.index("face")
     assert (sem.face_part[sem.landmarks.full_faces] == face).all()
     assert (sem.face_part[sem.landmarks.dynamic_faces] == face).all()
@@ -184,14 +184,14 @@ def test_dynamic_contour_follows_the_silhouette(sem):
     out = run_layer(sem, global_pose=[0, yaw, 0])
     root = out["joints"][0]
     R = np.array([[np.cos(yaw), 0, np.sin(yaw)], [0, 1, 0], [-np.sin(yaw), 0, np.cos(yaw)]])
-    back = (out["landmarks"][:17] - root) @ R + root   # undo the turn (about the root joint)
+    back = (out["landmarks"][:17] - root) @ R + root  # undo the turn (about the root joint)
     far, near = slice(11, 16), slice(1, 6)
     assert (back[far, 2] - rest[far, 2]).mean() > 0.002
     assert (back[near, 2] - rest[near, 2]).mean() < -0.002
     assert np.abs(back[6:11] - rest[6:11]).max() < 1e-6
     out = run_layer(sem, global_pose=[0, -yaw, 0])
     mirrored = (out["landmarks"][:17] - root) @ R.T + root
-    assert np.abs(mirrored[::-1] * [-1, 1, 1] - back).max() < 0.002          # symmetric
+    assert np.abs(mirrored[::-1] * [-1, 1, 1] - back).max() < 0.002  # symmetric
 
 
 # --------------------------------------------------------------------------------------- jaw
@@ -226,7 +226,7 @@ def test_jaw_joint_reproduces_jaw_open(sem, asset):
     assert abs(rms - figures["lbs_only_face_rms_m"]) < 2e-5
     half = run_layer(sem, jaw=sem.jaw_pose(0.5))["vertices"]
     chin = sem.landmark_vertices[8]
-    assert target[chin, 1] < half[chin, 1] < sem.model.v_template[chin, 1]   # halfway is in between
+    assert target[chin, 1] < half[chin, 1] < sem.model.v_template[chin, 1]  # halfway is in between
 
 
 def test_jaw_open_is_not_an_expression_column(sem):
@@ -253,7 +253,7 @@ def test_smile_left_moves_the_left_corner(sem):
     assert v[left, 0] > 0 > v[right, 0]
     moved = np.linalg.norm(out - v, axis=1)
     assert moved[left] > 3 * moved[right] and moved[left] > 0.003
-    assert out[left, 1] > v[left, 1]                                       # the corner rises
+    assert out[left, 1] > v[left, 1]  # the corner rises
 
 
 def test_blink_closes_both_eyes(sem):
@@ -273,9 +273,9 @@ def test_pca_basis_is_orthogonal_and_scaled(pca):
     assert np.abs(off).max() < 1e-4
     W = ict_pca.sample_weights(pca.semantic_names, 2000, seed=99)
     c = pca.semantic_coefficients(W)
-    assert np.mean(np.abs(c) <= 3) > 0.99                                   # [-3, 3] covers them
-    assert np.abs(c).max(0).min() > 1.0                                     # and each is used
-    energy = np.mean(c ** 2, axis=0) * np.diag(G)                           # held-out samples' energy
+    assert np.mean(np.abs(c) <= 3) > 0.99  # [-3, 3] covers them
+    assert np.abs(c).max(0).min() > 1.0  # and each is used
+    energy = np.mean(c**2, axis=0) * np.diag(G)  # held-out samples' energy
     assert (np.diff(energy) < 0).sum() >= 40 and energy[0] > 5 * energy[10]  # in decreasing order
 
 
@@ -311,24 +311,37 @@ def test_part_colours_and_render_faces(sem):
         assert keep[sem.face_part == sem.part_labels.index(name)].all()
     lm = sem.landmark_vertices
     lip, cheek = col[lm[51]], col[lm[3]]
-    assert lip[0] - lip[1] > cheek[0] - cheek[1] + 0.05                    # lips redder than skin
+    assert lip[0] - lip[1] > cheek[0] - cheek[1] + 0.05  # lips redder than skin
     sclera = col[sem.part_mask("sclera_left")]
-    assert sclera.sum(1).min() < 0.3 and sclera.sum(1).max() > 2.4          # pupil dark, sclera white
+    assert sclera.sum(1).min() < 0.3 and sclera.sum(1).max() > 2.4  # pupil dark, sclera white
 
 
 # ---------------------------------------------------------------------------------- conversion
 def _git_show(path: str) -> bytes:
-    return subprocess.run(["git", "--git-dir", str(MIRROR), "show", f"HEAD:{path}"], check=True,
-                          capture_output=True).stdout
+    return subprocess.run(
+        ["git", "--git-dir", str(MIRROR), "show", f"HEAD:{path}"], check=True, capture_output=True
+    ).stdout
 
 
 @pytest.mark.slow
 def test_conversion_reproduces_committed_asset(tmp_path, asset):
     if not (MIRROR / "HEAD").exists():
-        pytest.skip(f"upstream mirror {MIRROR} is absent "
-                    "(set ICT_FACEKIT_MIRROR to a bare clone of ICT-VGL/ICT-FaceKit)")
-    subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "ict" / "convert_ict.py"), "--repo", str(MIRROR),
-                    "--out", str(tmp_path)], check=True, capture_output=True, timeout=600)
+        pytest.skip(
+            f"upstream mirror {MIRROR} is absent (set ICT_FACEKIT_MIRROR to a bare clone of ICT-VGL/ICT-FaceKit)"
+        )
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "tools" / "ict" / "convert_ict.py"),
+            "--repo",
+            str(MIRROR),
+            "--out",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     arrays, manifest = read_asset(tmp_path)
     committed, committed_manifest = asset
     assert sorted(arrays) == sorted(committed)

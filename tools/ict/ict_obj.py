@@ -51,8 +51,13 @@ def read_obj(data: bytes) -> ObjMesh:
             mats.append(material)
         elif ln.startswith(b"usemtl "):
             material = ln[7:].strip().decode()
-    return ObjMesh(_floats(v_lines, 3, "v"), _floats(t_lines, 2, "vt")[:, :2] if t_lines else np.zeros((0, 2)),
-                   poly_v, poly_t, mats)
+    return ObjMesh(
+        _floats(v_lines, 3, "v"),
+        _floats(t_lines, 2, "vt")[:, :2] if t_lines else np.zeros((0, 2)),
+        poly_v,
+        poly_t,
+        mats,
+    )
 
 
 def triangulate(mesh: ObjMesh) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -49,8 +49,9 @@ def views():
     return [(0, 0, 3.0, head), (35, 5, 3.0, head), (0, 0, 1.0, mouth), (15, 0, 0.6, eye)]
 
 
-def render(verts: np.ndarray, faces: torch.Tensor, colours: torch.Tensor, size: int,
-           points: np.ndarray | None = None) -> np.ndarray:
+def render(
+    verts: np.ndarray, faces: torch.Tensor, colours: torch.Tensor, size: int, points: np.ndarray | None = None
+) -> np.ndarray:
     """verts [V,3] (FLAME metres) -> uint8 [size, 4*size, 3]; points [P,3] drawn as dots."""
     world = flame_to_world(torch.as_tensor(verts, dtype=torch.float32))
     normals = vertex_normals(world, faces)
@@ -73,7 +74,7 @@ def render(verts: np.ndarray, faces: torch.Tensor, colours: torch.Tensor, size: 
             py = ((1 - clip[:, 1] / clip[:, 3]) * 0.5 * size).long().numpy()
             for k, (x, y) in enumerate(zip(px, py)):
                 if 1 <= x < size - 1 and 1 <= y < size - 1:
-                    out[y - 1:y + 2, x - 1:x + 2] = (40, 255, 40) if k < 17 else (255, 255, 0)
+                    out[y - 1 : y + 2, x - 1 : x + 2] = (40, 255, 40) if k < 17 else (255, 255, 0)
         tiles.append(out)
     return np.concatenate(tiles, axis=1)
 
@@ -128,7 +129,7 @@ def main(argv=None) -> int:
         for yaw in (-30, 10, 30):
             res = layers["semantic"](pose(sem, yaw_deg=yaw))
             img = render(res.vertices[0].numpy(), faces, colours, args.size, res.landmarks[0].numpy())
-            Image.fromarray(img[:, :args.size]).save(out / f"landmarks_yaw{yaw:+d}.png")
+            Image.fromarray(img[:, : args.size]).save(out / f"landmarks_yaw{yaw:+d}.png")
             print(out / f"landmarks_yaw{yaw:+d}.png")
     return 0
 

@@ -62,7 +62,7 @@ def _ints_after(lines: list[str], marker: str) -> list[int]:
     """The comma-separated integers on the first non-empty line after the line holding marker."""
     for i, ln in enumerate(lines):
         if marker in ln:
-            for nxt in lines[i + 1:]:
+            for nxt in lines[i + 1 :]:
                 if nxt.strip():
                     return [int(x) for x in nxt.replace(",", " ").split()]
     raise ValueError(f"README has no list after '{marker}'")
@@ -84,7 +84,7 @@ def parse_readme(text: str) -> ReadmeFacts:
         elif len(cells) == 2 and heading == "Expression Shapes" and re.match(r"AU\d+ ", cells[0]):
             code, _, desc = cells[0].partition(" ")
             shapes = [s.strip() for s in cells[1].split("+")]
-            if code in facts.facs:   # AU30 appears twice (left, right): merge
+            if code in facts.facs:  # AU30 appears twice (left, right): merge
                 facts.facs[code] = (facts.facs[code][0] + "; " + desc, facts.facs[code][1] + shapes)
             else:
                 facts.facs[code] = (desc, shapes)
