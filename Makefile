@@ -2,19 +2,39 @@
 PY ?= python3.11
 VENV := .venv
 STAMP := $(VENV)/.installed
-# Blender as a Python module (bpy 5.0.1 is built for CPython 3.11 only; about 1 GB), nothing else
+# Blender as a Python module, one per Python a supported Blender embeds, nothing else in them:
+# bpy 5.0.1 (CPython 3.11, as Blender 4.2 LTS-5.0; about 1 GB) and bpy 5.2.3 (CPython 3.13, as
+# Blender 5.1-5.2 LTS; about 400 MB). bpy pins the numpy it ships with.
 BLENDER_VENV := .venv-blender
 BLENDER_STAMP := $(BLENDER_VENV)/.installed
+PY313 ?= $(shell pyenv root 2>/dev/null)/versions/3.13.0/bin/python3.13
+BLENDER_VENV_313 := .venv-blender-313
+BLENDER_STAMP_313 := $(BLENDER_VENV_313)/.installed
 
-.PHONY: demo test lint venv bench eval clean blender-venv addon test-blender
+.PHONY: demo test lint venv lock bench eval clean blender-venv blender-venv-313 blender-venvs addon addon-all test-blender
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# exactly the locked packages, each checked against its sha256, then the project itself (no dependency
+# resolution, no build isolation: nothing unpinned is fetched). `make lock` regenerates the lock.
+LOCK := requirements/lock.txt
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(VENV)/bin/python || $(PY) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install -q --upgrade pip
-	$(VENV)/bin/python -m pip install -q -e '.[test]'
+	$(VENV)/bin/python -m pip install -q --require-hashes -r $(LOCK)
+	$(VENV)/bin/python -m pip install -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
+
+# the lock from pyproject.toml (dependencies + test extra) and requirements/build.in, for CPython 3.11 on
+# this machine kind; uv runs from a scratch venv outside the repository
+LOCK_TOOLS ?= /tmp/faceedit-lock-tools
+lock:
+	@test -x $(LOCK_TOOLS)/bin/uv || { $(PY) -m venv $(LOCK_TOOLS) && $(LOCK_TOOLS)/bin/python -m pip install -q uv; }
+	sed -n '/^# The exact/,/^# fails while/p' $(LOCK) > $(LOCK).new
+	$(LOCK_TOOLS)/bin/uv pip compile pyproject.toml requirements/build.in --extra test --generate-hashes \
+		--python-version 3.11 --index-url https://pypi.org/simple --extra-index-url file:///opt/pypi-more/simple \
+		--extra-index-url file:///opt/pypi/simple --find-links /opt/wheels -c /etc/xdg/pip/constraints.txt \
+		--index-strategy unsafe-best-match --no-header >> $(LOCK).new
+	mv $(LOCK).new $(LOCK)
 
 blender-venv: $(BLENDER_STAMP)
 
@@ -23,30 +43,47 @@ $(BLENDER_STAMP):
 	$(BLENDER_VENV)/bin/python -m pip install -q bpy==5.0.1
 	@touch $(BLENDER_STAMP)
 
-# the installable extension zip for this platform (build_addon.py --platforms ... for others)
+blender-venv-313: $(BLENDER_STAMP_313)
+
+$(BLENDER_STAMP_313):
+	@test -x $(PY313) || { echo "need CPython 3.13 for bpy 5.2.3: set PY313=/path/to/python3.13"; exit 1; }
+	@test -x $(BLENDER_VENV_313)/bin/python || $(PY313) -m venv $(BLENDER_VENV_313)
+	$(BLENDER_VENV_313)/bin/python -m pip install -q bpy==5.2.3
+	@touch $(BLENDER_STAMP_313)
+
+blender-venvs: $(BLENDER_STAMP) $(BLENDER_STAMP_313)
+
+# the installable extension zip for this platform (cp311 + cp313 wheels)
 addon: $(STAMP) $(BLENDER_STAMP)
 	$(VENV)/bin/python build_addon.py --out dist
+
+# one zip per platform (linux-x64, windows-x64, macos-arm64, macos-x64), as the extension docs recommend
+addon-all: $(STAMP) $(BLENDER_STAMP)
+	$(VENV)/bin/python build_addon.py --platforms all --out dist
 
 demo: $(STAMP) addon
 	$(VENV)/bin/python -m faceedit_core.cli demo --out out/demo
 	$(VENV)/bin/python demo/run_blender_demo.py --zip dist --out out/demo
 
-# lint + format check, then the whole suite, Blender tests included (tests/blender_addon/ drives bpy in .venv-blender)
-test: $(STAMP) addon lint
+# lint + format check, then the whole suite, Blender tests included (tests/blender_addon/ drives bpy 5.0.1 in
+# .venv-blender and bpy 5.2.3 in .venv-blender-313)
+test: $(STAMP) blender-venvs addon lint
 	$(VENV)/bin/python -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/python -m ruff check .
 	$(VENV)/bin/python -m ruff format --check .
 
-test-blender: $(STAMP) $(BLENDER_STAMP)
+test-blender: $(STAMP) blender-venvs
 	$(VENV)/bin/python -m pytest -q tests/blender_addon
 
 bench: $(STAMP)
 	$(VENV)/bin/python benchmarks/run_all.py
 
+# the preview tier's evaluation, then the default (ICT) head's section of the same file and its atlases
 eval: $(STAMP)
 	$(VENV)/bin/python benchmarks/eval_preview.py --out docs/evaluation.md
+	$(VENV)/bin/python benchmarks/eval_ict.py --out docs/evaluation.md --images docs/images
 
 clean:
 	rm -rf out build dist *.egg-info

@@ -1,12 +1,15 @@
 """Build the FaceEdit Blender extension zip(s) without a Blender binary.
 
-    python build_addon.py [--out dist] [--platforms linux-x64,windows-x64,macos-arm64,macos-x64]
+    python build_addon.py [--out dist] [--platforms all | linux-x64,windows-x64,macos-arm64,macos-x64]
 
 Stages blender_addon/ into build/addon/faceedit/, copies the torch-free wire package
 (faceedit_wire/, shared with the server: its single source) whole into its `wire/` package,
-fetches unmodified pyzmq and msgpack wheels with pip, writes them into the manifest and runs the
-extension builder that ships inside the bpy wheel (`blender_ext.py build`). The bpy wheel is
-looked up in .venv-blender, or given with --blender-ext.
+fetches unmodified pyzmq and msgpack wheels with pip for every Python that a supported Blender
+embeds (3.11: Blender 4.2-5.0; 3.13: Blender 5.1+) and every platform asked for, writes them
+into the manifest and runs the extension builder that ships inside the bpy wheel
+(`blender_ext.py build`; `--split-platforms` for several platforms: one zip per platform, as the
+extension docs recommend, each holding only its own wheels). The builder is looked up in
+.venv-blender or .venv-blender-313, or given with --blender-ext.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 WHEELS = ("pyzmq==27.3.0", "msgpack==1.2.4")
+# the Pythons Blender embeds: 3.11 in 4.2 LTS .. 5.0, 3.13 in 5.1 .. 5.2 LTS
+PYTHONS = ("3.11", "3.13")
 # Blender platform -> pip platform tags (pip also accepts the older manylinux/macOS tags they imply)
 PIP_PLATFORMS = {
     "linux-x64": ["manylinux_2_28_x86_64"],
@@ -26,7 +31,10 @@ PIP_PLATFORMS = {
     "macos-arm64": ["macosx_11_0_arm64"],
     "macos-x64": ["macosx_10_15_x86_64"],
 }
-BLENDER_EXT = "lib/python3.11/site-packages/bpy/5.0/scripts/addons_core/bl_pkg/cli/blender_ext.py"
+BLENDER_EXTS = (
+    ".venv-blender/lib/python3.11/site-packages/bpy/5.0/scripts/addons_core/bl_pkg/cli/blender_ext.py",
+    ".venv-blender-313/lib/python3.13/site-packages/bpy/5.2/scripts/addons_core/bl_pkg/cli/blender_ext.py",
+)
 
 
 def current_platform() -> str:
@@ -49,11 +57,11 @@ def stage(stage_dir: Path) -> Path:
 
 
 def fetch_wheels(pkg: Path, platforms: list[str], cache: Path) -> list[str]:
-    """pip download the wheels for each platform -> their paths relative to the package."""
+    """pip download the wheels for each platform and Python -> their paths relative to the package."""
     (pkg / "wheels").mkdir(exist_ok=True)
     names = []
-    for plat in platforms:
-        dest = cache / plat
+    for plat, python in ((p, v) for p in platforms for v in PYTHONS):
+        dest = cache / f"{plat}-py{python}"
         dest.mkdir(parents=True, exist_ok=True)
         cmd = [
             sys.executable,
@@ -64,7 +72,7 @@ def fetch_wheels(pkg: Path, platforms: list[str], cache: Path) -> list[str]:
             "--only-binary=:all:",
             "--no-deps",
             "--python-version",
-            "3.11",
+            python,
             "--implementation",
             "cp",
             "-d",
@@ -77,10 +85,12 @@ def fetch_wheels(pkg: Path, platforms: list[str], cache: Path) -> list[str]:
             dist, version = spec.split("==")
             found = sorted(dest.glob(f"{dist}-{version}-*.whl"))
             if not found:
-                raise SystemExit(f"build_addon: pip did not fetch a {spec} wheel for {plat} into {dest}")
+                raise SystemExit(
+                    f"build_addon: pip did not fetch a {spec} wheel for {plat}, Python {python} into {dest}"
+                )
             shutil.copy2(found[-1], pkg / "wheels" / found[-1].name)
             names.append(f"./wheels/{found[-1].name}")
-    return list(dict.fromkeys(names))  # one universal2 wheel serves both macOS platforms
+    return list(dict.fromkeys(names))  # one universal2 pyzmq wheel serves both macOS platforms
 
 
 def write_manifest(pkg: Path, wheels: list[str], platforms: list[str]) -> None:
@@ -92,7 +102,10 @@ def write_manifest(pkg: Path, wheels: list[str], platforms: list[str]) -> None:
 
 
 def find_blender_ext(given: str | None) -> Path:
-    path = Path(given) if given else ROOT / ".venv-blender" / BLENDER_EXT
+    if given:
+        path = Path(given)
+    else:
+        path = next((ROOT / p for p in BLENDER_EXTS if (ROOT / p).is_file()), ROOT / BLENDER_EXTS[0])
     if not path.is_file():
         raise SystemExit(
             f"build_addon: the extension builder {path} is missing: create .venv-blender "
@@ -126,11 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--platforms",
         default=current_platform(),
-        help=f"comma-separated, of {', '.join(PIP_PLATFORMS)} (default: this machine's)",
+        help=f"'all' or comma-separated, of {', '.join(PIP_PLATFORMS)} (default: this machine's)",
     )
     ap.add_argument("--blender-ext", default=None, help="path to blender_ext.py (default: from .venv-blender)")
     ns = ap.parse_args(argv)
-    platforms = [p.strip() for p in ns.platforms.split(",") if p.strip()]
+    platforms = (
+        list(PIP_PLATFORMS) if ns.platforms == "all" else [p.strip() for p in ns.platforms.split(",") if p.strip()]
+    )
     unknown = [p for p in platforms if p not in PIP_PLATFORMS]
     if unknown:
         raise SystemExit(f"build_addon: unknown platform(s) {unknown}; known: {', '.join(PIP_PLATFORMS)}")

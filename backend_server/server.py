@@ -5,6 +5,17 @@ already cached) are answered there at once; everything that needs the models goe
 worker thread, whose progress events and replies come back through a queue the socket loop
 drains. A repeated request id is answered from the reply cache (clients retry after a server
 restart or a timeout) or, while its job still runs, re-attached to the new connection.
+
+Clients are told apart by their identity: the routing id of their socket (our client picks a
+random one and keeps it across reconnects; the socket hands a reconnecting id over to the new
+connection) and, with CURVE, their public key. Jobs, cached replies and cached edits are keyed by
+identity and request id, so no client sees another's replies or jobs.
+
+Nothing a client sends ends the server: every path (socket thread, job worker, progress events)
+turns an exception into an error reply (`replies.error_reply`, server paths scrubbed), and the
+job table and both caches are bounded in count and bytes. `stop()` (SIGTERM, SIGINT) cancels
+every job, answers every request in flight, gives the worker `shutdown_grace_s` to finish its
+step (files it is writing are completed, never left half-written) and closes.
 """
 
 from __future__ import annotations
@@ -15,52 +26,36 @@ import logging
 import queue
 import threading
 import time
-import traceback
-from collections import OrderedDict
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Callable
 
 import zmq
 
+from backend_server import replies
+from backend_server.caches import BoundedLRU
+from backend_server.curve import CurveConfig
 from backend_server.handlers import HANDLERS
+from backend_server.jobs import ClientId, Job, JobTable
 from faceedit_wire import protocol as P
-from faceedit_wire.net import is_loopback
+from faceedit_wire.net import is_ipv6, is_loopback
 
 log = logging.getLogger("faceedit.server")
 QUICK_OPS = ("ping", "status", "cancel")
+REPLY_CACHE = (1024, 256 << 20)  # entries, bytes
+EDIT_CACHE = (256, 128 << 20)
+SHUTDOWN_GRACE_S = 30.0
+CLOSE_LINGER_MS = 1000  # how long the last replies may take to leave at shutdown
 
 
 @dataclass
-class CurveConfig:
-    """server_secret: the server's secret key file; clients_dir: public keys allowed to connect."""
+class Mail:
+    """A message from the worker for a job's client: a progress event, or the final reply
+    (with the job's final state and, for a successful edit, its result for the edit cache)."""
 
-    server_secret: Path
-    clients_dir: Path
-
-
-class LRU(OrderedDict):
-    def __init__(self, capacity: int):
-        super().__init__()
-        self.capacity = capacity
-
-    def put(self, key, value):
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.capacity:
-            self.popitem(last=False)
-
-
-@dataclass
-class Job:
-    req_id: str
-    op: str
-    args: dict
-    peer: bytes
-    state: str = "queued"
-    progress: dict = field(default_factory=dict)
-    cancel: threading.Event = field(default_factory=threading.Event)
-    cache_key: str | None = None
+    job: Job
+    encoded: bytes
+    state: str | None = None
+    result: dict | None = None
 
 
 def edit_cache_key(op: str, args: dict) -> str | None:
@@ -68,6 +63,12 @@ def edit_cache_key(op: str, args: dict) -> str | None:
     if op != "edit":
         return None
     return hashlib.sha256(P.encode(args)).hexdigest()
+
+
+def final_state(message: dict) -> str:
+    if message.get("ok"):
+        return "done"
+    return "cancelled" if message["error"]["code"] == P.CANCELLED else "failed"
 
 
 class Server:
@@ -78,22 +79,29 @@ class Server:
         curve: CurveConfig | None = None,
         models: dict | None = None,
         context: zmq.Context | None = None,
+        jobs: JobTable | None = None,
+        shutdown_grace_s: float = SHUTDOWN_GRACE_S,
     ):
         if not is_loopback(address) and curve is None:
             raise ValueError(
                 f"refusing to bind {address} without CURVE keys: only loopback addresses may be "
                 f"used unencrypted (generate keys with `faceedit-server keys`)"
             )
+        if curve is not None:
+            curve.check()
         self.editor_factory, self.address, self.curve, self.models = editor_factory, address, curve, models or {}
         self.ctx = context or zmq.Context.instance()
-        self.replies = LRU(1024)  # request id -> encoded reply
-        self.edit_results = LRU(256)  # edit args hash -> result map
-        self.jobs: dict[str, Job] = {}
+        self.replies = BoundedLRU(*REPLY_CACHE)  # (client, request id) -> encoded final reply
+        self.edit_results = BoundedLRU(*EDIT_CACHE)  # (client, edit args hash) -> result map
+        self.jobs = jobs if jobs is not None else JobTable()
+        self.shutdown_grace_s = shutdown_grace_s
         self.work: queue.Queue = queue.Queue()
         self.outbox: queue.Queue = queue.Queue()
         self.stop_event = threading.Event()
         self._editor = None
+        self._wake_lock = threading.Lock()
         self._auth = None
+        self._sock: zmq.Socket | None = None
         self.bound_address: str | None = None
 
     # ------------------------------------------------------------------ worker side
@@ -108,137 +116,161 @@ class Server:
         wake.connect(self._wake_address)
         self._wake = wake
         try:
-            self._work_loop()
+            for job in iter(self.work.get, None):  # None: the server is shutting down
+                try:
+                    self._run(job)
+                except Exception as exc:  # a bug in the reply path itself: still an answer
+                    self._post(Mail(job, P.encode(replies.error_reply(job.req_id, exc)), state="failed"))
         finally:
-            wake.close(0)
+            with self._wake_lock:
+                wake.close(0)
 
-    def _post(self, item: tuple) -> None:
-        self.outbox.put(item)
-        try:
-            self._wake.send(b"", zmq.NOBLOCK)
-        except zmq.ZMQError:  # the socket loop has stopped: nobody to wake, the job just ends
-            pass
-
-    def _work_loop(self) -> None:
-        while not self.stop_event.is_set():
+    def _post(self, mail: Mail) -> None:
+        """Queue mail for the socket thread and wake it (from the worker, or any thread an editor
+        reports progress from: the wake socket is used under a lock)."""
+        self.outbox.put(mail)
+        with self._wake_lock:
             try:
-                job = self.work.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if job.cancel.is_set():
-                self._finish(job, P.error(job.req_id, P.CANCELLED, f"{job.op} cancelled before it started"))
-                continue
+                self._wake.send(b"", zmq.NOBLOCK)
+            except zmq.ZMQError:  # the socket loop has stopped: nobody to wake, the job just ends
+                pass
+
+    def _run(self, job: Job) -> None:
+        result = None
+        if job.cancel.is_set():
+            why = "the server is shutting down" if self.stop_event.is_set() else "cancelled by the client"
+            message = replies.error(job.req_id, P.CANCELLED, f"{job.op} cancelled before it started: {why}")
+        else:
             job.state = "running"
-
-            def progress(data, job=job):
-                job.progress = dict(data)
-                self._post((job.req_id, P.encode(P.progress(job.req_id, job.progress)), False))
-
-            ctx = {"progress": progress, "cancelled": job.cancel.is_set, "models": self.models}
+            ctx = {"progress": self._progress_sender(job), "cancelled": job.cancel.is_set, "models": self.models}
             try:
                 result = HANDLERS[job.op](self.editor(), job.args, ctx)
-                if job.cache_key:
-                    self.edit_results.put(job.cache_key, result)
-                self._finish(job, P.reply(job.req_id, result))
-            except P.ProtocolError as exc:
-                self._finish(job, P.error(job.req_id, exc.code, str(exc)))
+                message = P.reply(job.req_id, result)
             except Exception as exc:  # a bad request never takes the server down
-                self._finish(job, self._error_from_exception(job.req_id, exc))
+                message = replies.error_reply(job.req_id, exc)
+        try:
+            encoded = P.encode(message)
+        except Exception as exc:  # a result that cannot be sent
+            result, message = None, replies.error_reply(job.req_id, exc)
+            encoded = P.encode(message)
+        self._post(Mail(job, encoded, state=final_state(message), result=result if job.cache_key else None))
 
-    def _error_from_exception(self, req_id: str, exc: Exception) -> dict:
-        from faceedit_core.errors import Cancelled, InputError, MissingModelError, PromptNotUnderstood
+    def _progress_sender(self, job: Job) -> Callable[[dict], None]:
+        def progress(data: dict) -> None:
+            try:
+                event = dict(data)
+                encoded = P.encode(P.progress(job.req_id, event))
+            except Exception:  # an event that cannot be sent is dropped; the job goes on
+                log.exception("dropped a progress event of %s that cannot be encoded", job.req_id)
+                return
+            job.progress = event
+            self._post(Mail(job, encoded))
 
-        if isinstance(exc, PromptNotUnderstood):
-            return P.error(req_id, P.PROMPT_NOT_UNDERSTOOD, str(exc)) | {"suggestions": exc.suggestions}
-        if isinstance(exc, Cancelled):
-            return P.error(req_id, P.CANCELLED, str(exc))
-        if isinstance(exc, MissingModelError):
-            return P.error(req_id, P.NOT_FOUND, str(exc))
-        if isinstance(exc, InputError):
-            return P.error(req_id, P.INVALID_FIELD, str(exc))
-        log.error("internal error in %s:\n%s", req_id, traceback.format_exc())
-        return P.error(req_id, P.INTERNAL, f"internal error: {exc.__class__.__name__}: {exc}")
-
-    def _finish(self, job: Job, message: dict) -> None:
-        job.state = (
-            "done" if message.get("ok") else ("cancelled" if message["error"]["code"] == P.CANCELLED else "failed")
-        )
-        self._post((job.req_id, P.encode(message), True))
+        return progress
 
     # ------------------------------------------------------------------ socket side
-    def _socket(self) -> zmq.Socket:
+    def open(self) -> None:
+        """Create and bind the ROUTER socket (and the CURVE authenticator); ValueError naming the address."""
+        if self._sock is not None:
+            return
         sock = self.ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, P.MAX_MESSAGE_BYTES)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 0)
-        if self.curve is not None:
-            from zmq import auth as zmq_auth
-            from zmq.auth.thread import ThreadAuthenticator
-
-            self._auth = ThreadAuthenticator(self.ctx)
-            self._auth.start()
-            self._auth.configure_curve(domain="*", location=str(self.curve.clients_dir))
-            public, secret = zmq_auth.load_certificate(str(self.curve.server_secret))
-            if secret is None:
-                raise ValueError(f"{self.curve.server_secret} holds no secret key")
-            sock.curve_secretkey, sock.curve_publickey, sock.curve_server = secret, public, True
-        sock.bind(self.address)
-        self.bound_address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
-        return sock
-
-    def _handle(self, sock: zmq.Socket, peer: bytes, payload: bytes) -> None:
-        req_id = None
+        sock.setsockopt(zmq.ROUTER_HANDOVER, 1)  # a client reconnecting under its routing id takes it over
+        sock.setsockopt(zmq.IPV6, int(is_ipv6(self.address)))
         try:
-            msg = P.decode(payload)
-            req_id = msg.get("id") if isinstance(msg.get("id"), str) else None
+            if self.curve is not None:
+                self._auth = self.curve.start(self.ctx, sock)
+            sock.bind(self.address)
+        except zmq.ZMQError as exc:
+            sock.close(0)
+            self._stop_auth()
+            raise ValueError(f"cannot bind {self.address}: {exc.strerror}") from None
+        self.bound_address = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._sock = sock
+
+    def _identity(self, frames: list[zmq.Frame]) -> ClientId:
+        user = ""
+        if self.curve is not None:
+            try:
+                user = frames[-1].get("User-Id") or ""
+            except (zmq.ZMQError, KeyError):
+                pass
+        return user, frames[0].bytes
+
+    def _handle(self, sock: zmq.Socket, frames: list[zmq.Frame]) -> None:
+        client = self._identity(frames)
+        try:
+            reply = self._dispatch(client, frames[1].bytes)
+        except Exception as exc:  # never let one message end the socket thread
+            reply = P.encode(replies.error_reply(None, exc))
+        if reply is not None:
+            self._send(sock, client, reply)
+
+    def _dispatch(self, client: ClientId, payload: bytes) -> bytes | None:
+        """One request -> the encoded reply to send now, or None when a job will answer."""
+        msg = None
+        try:
+            msg = P.decode(payload, arrays=False)
             req_id, op, args = P.check_request(msg)
         except P.ProtocolError as exc:
-            sock.send_multipart([peer, P.encode(P.error(req_id, exc.code, str(exc)))])
-            return
-        if req_id in self.replies:  # a retry: answer from the cache, never recompute
-            sock.send_multipart([peer, self.replies[req_id]])
-            return
-        if req_id in self.jobs and self.jobs[req_id].state in ("queued", "running"):
-            self.jobs[req_id].peer = peer  # re-attach a retry to the running job
-            return
+            return P.encode(replies.error(P.request_id(msg) if msg else None, exc.code, str(exc)))
+        cached = self.replies.get((client, req_id))
+        if cached is not None:  # a retry: answer from the cache, never recompute
+            return cached
+        running = self.jobs.get((client, req_id))
+        if running is not None and running.active:  # a retry of a running job: its reply goes to the new socket
+            return None
         if op in QUICK_OPS:
-            sock.send_multipart([peer, P.encode(self._quick(req_id, op, args))])
-            return
+            return P.encode(self._quick(client, req_id, op, args))
         key = edit_cache_key(op, args)
-        if key is not None and key in self.edit_results:
-            encoded = P.encode(P.reply(req_id, self.edit_results[key]))
-            self.replies.put(req_id, encoded)
-            sock.send_multipart([peer, encoded])
-            return
-        job = Job(req_id, op, args, peer, cache_key=key)
-        self.jobs[req_id] = job
+        result = self.edit_results.get((client, key)) if key is not None else None
+        if result is not None:
+            encoded = P.encode(P.reply(req_id, result))
+            self.replies.put((client, req_id), encoded, len(encoded))
+            return encoded
+        job = Job(client, req_id, op, args, len(payload), cache_key=key)
+        try:
+            self.jobs.admit(job)
+        except P.ProtocolError as exc:
+            return P.encode(replies.error(req_id, exc.code, str(exc)))
         self.work.put(job)
+        return None
 
-    def _quick(self, req_id: str, op: str, args: dict) -> dict:
+    def _quick(self, client: ClientId, req_id: str, op: str, args: dict) -> dict:
         if op == "ping":
             return P.reply(req_id, {"time": time.time(), "queued": self.work.qsize()})
         target = args.get("job")
-        if not isinstance(target, str) or target not in self.jobs:
-            return P.error(req_id, P.NOT_FOUND, f"field 'job' names no known job: {target!r}")
-        job = self.jobs[target]
+        job = self.jobs.get((client, target)) if isinstance(target, str) else None
+        if job is None:
+            return replies.error(req_id, P.NOT_FOUND, f"field 'job' names no job of this client: {P.shown(target)}")
         if op == "cancel":
             job.cancel.set()
         return P.reply(req_id, {"job": target, "op": job.op, "state": job.state, "progress": job.progress})
 
+    def _send(self, sock: zmq.Socket, client: ClientId, encoded: bytes) -> None:
+        try:
+            sock.send_multipart([client[1], encoded])
+        except zmq.ZMQError as exc:  # the client is gone: its reply stays in the cache for a retry
+            log.warning("could not send a reply: %s", exc)
+
     def _drain(self, sock: zmq.Socket) -> None:
         while True:
             try:
-                req_id, encoded, final = self.outbox.get_nowait()
+                mail = self.outbox.get_nowait()
             except queue.Empty:
                 return
-            job = self.jobs.get(req_id)
-            if final:
-                self.replies.put(req_id, encoded)
-            if job is not None:
-                sock.send_multipart([job.peer, encoded])
+            if mail.state is not None:
+                self.jobs.finish(mail.job, mail.state)
+                self.replies.put(mail.job.key, mail.encoded, len(mail.encoded))
+                if mail.result is not None and mail.state == "done":
+                    self.edit_results.put((mail.job.client, mail.job.cache_key), mail.result, len(mail.encoded))
+            self._send(sock, mail.job.client, mail.encoded)
 
     def serve_forever(self, ready: threading.Event | None = None) -> None:
-        sock = self._socket()
+        self.open()
+        sock = self._sock
         wake = self.ctx.socket(zmq.PULL)
         wake.setsockopt(zmq.LINGER, 0)
         self._wake_address = f"inproc://faceedit-wake-{id(self)}"
@@ -255,23 +287,48 @@ class Server:
             while not self.stop_event.is_set():
                 ready_socks = dict(poller.poll(100))
                 if wake in ready_socks:
-                    while wake.poll(0):
-                        wake.recv()
-                    self._drain(sock)
+                    self._wake_up(wake, sock)
                 for _ in itertools.repeat(None, 64):
                     if not sock.poll(0):
                         break
-                    frames = sock.recv_multipart()
-                    if len(frames) != 2:
-                        continue  # not a DEALER/REQ-shaped message: ignore it
-                    self._handle(sock, frames[0], frames[1])
+                    frames = sock.recv_multipart(copy=False)
+                    if len(frames) == 2:  # else not a DEALER/REQ-shaped message: ignore it
+                        self._handle(sock, frames)
         finally:
-            self.stop_event.set()
-            worker.join(timeout=5)
-            wake.close(0)
-            sock.close(0)
-            if self._auth is not None:
-                self._auth.stop()
+            self._shutdown(sock, wake, worker)
+
+    def _wake_up(self, wake: zmq.Socket, sock: zmq.Socket) -> None:
+        while wake.poll(0):
+            wake.recv()
+        self._drain(sock)
+
+    def _shutdown(self, sock: zmq.Socket, wake: zmq.Socket, worker: threading.Thread) -> None:
+        """Cancel every job, let the worker answer them (shutdown_grace_s at most), answer the rest, close."""
+        self.stop_event.set()
+        for job in self.jobs.active():
+            job.cancel.set()
+        self.work.put(None)
+        deadline = time.monotonic() + self.shutdown_grace_s
+        while worker.is_alive() and time.monotonic() < deadline:
+            if wake.poll(100):
+                self._wake_up(wake, sock)
+        self._drain(sock)
+        for job in self.jobs.active():  # the worker did not finish them in time
+            log.warning("shutting down with %s %s unfinished after %.0f s", job.op, job.req_id, self.shutdown_grace_s)
+            message = replies.error(job.req_id, P.CANCELLED, f"the server shut down before {job.op} finished")
+            self.jobs.finish(job, "cancelled")
+            self._send(sock, job.client, P.encode(message))
+        wake.close(0)
+        sock.close(linger=CLOSE_LINGER_MS)
+        self._sock = None
+        self._stop_auth()
+        log.info("FaceEdit server stopped")
+
+    def _stop_auth(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
 
     def stop(self) -> None:
+        """Ask serve_forever to shut down (safe from a signal handler and from other threads)."""
         self.stop_event.set()

@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fmt, timeit  # noqa: E402
 
-from faceedit_core.flame.default_head import load_demo_flame  # noqa: E402
+from faceedit_core.flame.default_head import load_procedural_flame  # noqa: E402
 from faceedit_core.next3d.generator import Next3DGenerator, flame_inputs  # noqa: E402
 from faceedit_core.next3d.precision import PRECISIONS, reduced_dtype  # noqa: E402
 from faceedit_core.next3d.topology import Next3DTopology  # noqa: E402
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sr-precision", nargs="+", default=["auto", "bf16"], choices=PRECISIONS)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    layer = load_demo_flame()
+    layer = load_procedural_flame()
     t = time.perf_counter()
     g = Next3DGenerator.from_config(args.config, Next3DTopology.from_flame_layer(layer))
     build_s = time.perf_counter() - t

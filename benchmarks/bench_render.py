@@ -1,4 +1,5 @@
-"""Preview rendering on CPU: one 512x512 view, and 8 views batched, of the demo head (~19k faces).
+"""Preview rendering on CPU: one 512x512 view, and 8 views batched, of the procedural head (~19k faces)
+(the default ICT head: benchmarks/bench_ict_head.py).
 
 Run: .venv/bin/python benchmarks/bench_render.py [--threads N]
 Figures: the rasteriser alone (face ids + barycentrics) and the full preview render (normals,
@@ -20,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import fmt, timeit  # noqa: E402
 
-from faceedit_core.flame.default_head import load_demo_flame  # noqa: E402
+from faceedit_core.flame.default_head import load_procedural_flame  # noqa: E402
 from faceedit_core.params import FlameParams  # noqa: E402
 from faceedit_core.render.albedo import demo_albedo  # noqa: E402
 from faceedit_core.render.cameras import Cameras, flame_to_world, turntable  # noqa: E402
@@ -30,7 +31,7 @@ from faceedit_core.render.rasterize import rasterize  # noqa: E402
 
 def main(threads: int = 2, rounds: int = 15) -> dict:
     torch.set_num_threads(threads)
-    layer = load_demo_flame()
+    layer = load_procedural_flame()
     verts = layer(FlameParams.zeros(1, 300, 100)).vertices.detach()
     world = flame_to_world(verts[0])
     one, eight = turntable(1, (0, 0)), turntable(8)

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from common import timeit  # noqa: E402
 
-from faceedit_core.flame.default_head import load_demo_flame  # noqa: E402
+from faceedit_core.flame.default_head import load_procedural_flame  # noqa: E402
 from faceedit_core.params import FlameParams  # noqa: E402
 from faceedit_core.render.cameras import flame_to_world, turntable  # noqa: E402
 
@@ -39,7 +39,7 @@ def load(path: Path, name: str):
 def main(paths: list[Path], rounds: int) -> None:
     torch.set_num_threads(2)
     versions = [load(p, f"compared_{i}") for i, p in enumerate(paths)]
-    layer = load_demo_flame()
+    layer = load_procedural_flame()
     world = flame_to_world(layer(FlameParams.zeros(1, 300, 100)).vertices.detach()[0])
     one, eight = turntable(1, (0, 0)).project(world), turntable(8).project(world)
     calls = [

@@ -15,11 +15,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_flame  # noqa: E402
+import bench_ict_head  # noqa: E402
 import bench_render  # noqa: E402
 import bench_server  # noqa: E402
 
 if __name__ == "__main__":
-    for module in (bench_flame, bench_render, bench_server):
+    for module in (bench_flame, bench_ict_head, bench_render, bench_server):
         print(f"== {module.__name__}")
         module.main()
     print(

@@ -4,9 +4,10 @@
     fe.batch.turntable(bpy.context.scene, ["smile", "raise brows"], "//frames", frames=24)
 
 Each prompt is edited with a blocking call (the same reply handling as the Edit operator), its
-key is shown alone, and the turntable camera renders `frames` angles (or the chosen indices) to
-OUT/<key name>/frame_<i>.png, printing progress. A failure raises before the scene is changed
-for that prompt.
+key is shown alone at the intensity (the FE keys' own keyframes are muted meanwhile), and the
+turntable camera (made the scene camera; the frame range is kept) renders `frames` angles (or
+the chosen indices) to OUT/<key name>/frame_<i>.png, printing progress. A failure raises before
+the scene is changed for that prompt.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Callable
 import bpy
 import numpy as np
 
-from . import apply, operators, session
+from . import apply, operators, rig, session
 
 
 def _progress(text: str) -> None:
@@ -30,14 +31,27 @@ def ensure_server() -> dict:
     return session.server
 
 
+def flame_frame(obj):
+    """For a FLAME rig: the checked FLAME -> mesh frame (fetching the server's basis, blocking); None otherwise."""
+    if rig.target_kind(obj) != "flame":
+        return None
+    ids = rig.basis_ids(obj, session.server)
+    need = [k for k in ids if k not in session.server["basis"]]
+    if need:
+        basis = session.JOBS.blocking_call("hello", {"expression_basis": need})["expression_basis"]
+        session.server["basis"].update({k: np.asarray(basis["dirs"])[i] for i, k in enumerate(need)})
+    return rig.match_basis(obj, {k: session.server["basis"][k] for k in ids})[0]
+
+
 def edit(scene, prompt: str, intensity: float = 1.0) -> str:
-    """Blocking edit of scene.faceedit.target -> the shape key name."""
+    """Blocking edit of scene.faceedit.target (the scene's Mix mode, no keyframe) -> the shape key name."""
     obj = operators._target(scene)
     ensure_server()
-    fe = scene.faceedit
-    fe.prompt, fe.intensity = prompt, intensity
-    args = operators.edit_args(obj, fe)
-    operators.apply_edit(scene, obj, args, session.JOBS.blocking_call("edit", args), keyframe=False)
+    settings = operators.request_settings(scene) | {"prompt": prompt, "intensity": intensity, "keyframe": False}
+    rig.check_server_fits(obj, session.server)
+    t = flame_frame(obj)
+    args = {"params": rig.read_params(obj, session.server, settings["mix"], t), "prompt": prompt, "intensity": 1.0}
+    operators.apply_edit(scene, obj, args, session.JOBS.blocking_call("edit", args), settings, t)
     return apply.key_name(prompt)
 
 
@@ -71,22 +85,33 @@ def turntable(
         raise ValueError(f"indices {indices} must lie in 0..{frames - 1}")
     out = Path(bpy.path.abspath(out_dir))
     setup_render(scene, size, samples, engine)
-    apply.turntable_rig(scene, obj, frames)
+    apply.turntable_rig(scene, obj, frames, set_camera=True, set_range=False)
     total, done, written = len(prompts) * len(indices), 0, {}
-    for prompt in prompts:
-        name = edit(scene, prompt, intensity) if prompt is not None else None
-        apply.solo_key(obj, name)
-        label = name or "neutral"
-        folder = out / label.removeprefix(apply.KEY_PREFIX).replace(" ", "_")
-        folder.mkdir(parents=True, exist_ok=True)
-        written[label] = []
-        for i in indices:
-            scene.frame_set(scene.frame_start + i)
-            scene.render.filepath = str(folder / f"frame_{i:03d}.png")
-            bpy.ops.render.render(write_still=True)
-            written[label].append(Path(scene.render.filepath))
-            done += 1
-            progress(f"[{done}/{total}] {label}: angle {i + 1}/{frames} -> {scene.render.filepath}")
+    muted = []  # the FE keys' own animation would override "this expression alone": muted while rendering
+    try:
+        for prompt in prompts:
+            name = edit(scene, prompt, intensity) if prompt is not None else None
+            keys = obj.data.shape_keys
+            for kb in apply.fe_keys(obj):
+                fc = apply.fcurve(keys, kb.path_from_id("value"))
+                if fc is not None and not fc.mute:
+                    fc.mute = True
+                    muted.append(fc)
+            apply.solo_key(obj, name, intensity)
+            label = name or "neutral"
+            folder = out / label.removeprefix(apply.KEY_PREFIX).replace(" ", "_")
+            folder.mkdir(parents=True, exist_ok=True)
+            written[label] = []
+            for i in indices:
+                scene.frame_set(scene.frame_start + i)
+                scene.render.filepath = str(folder / f"frame_{i:03d}.png")
+                bpy.ops.render.render(write_still=True)
+                written[label].append(Path(scene.render.filepath))
+                done += 1
+                progress(f"[{done}/{total}] {label}: angle {i + 1}/{frames} -> {scene.render.filepath}")
+    finally:
+        for fc in muted:
+            fc.mute = False
     return written
 
 

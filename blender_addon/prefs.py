@@ -1,9 +1,10 @@
-"""Add-on preferences (server address, CURVE key files, timeouts) and the per-scene settings."""
+"""Add-on preferences (server, backend to start, presets) and the per-scene and per-object settings."""
 
 from __future__ import annotations
 
 import bpy
 
+DRAW_HOOKS: list = []  # more to draw in the preferences' backend box (registered by backend.py)
 PAPER_PROMPTS = (
     "A person who is smiling",
     "A person who is angry",
@@ -12,6 +13,13 @@ PAPER_PROMPTS = (
     "A person who is raising brow",
     "A person who is frowning",
 )
+
+
+class FaceEditPreset(bpy.types.PropertyGroup):
+    """A user preset: a prompt and an intensity (kept with the preferences)."""
+
+    prompt: bpy.props.StringProperty(name="Prompt")
+    intensity: bpy.props.FloatProperty(name="Intensity", default=1.0, min=-2.0, max=2.0)
 
 
 class FaceEditPreferences(bpy.types.AddonPreferences):
@@ -36,24 +44,61 @@ class FaceEditPreferences(bpy.types.AddonPreferences):
         default=10.0,
         min=0.2,
         max=600.0,
-        description="Silence after which a request is retried (progress events count as an answer)",
+        description="How long the server may stay silent before a request is resent. A running job never "
+        "times out while the server answers (progress, or its replies to the add-on's status probes)",
     )
     retries: bpy.props.IntProperty(
-        name="Retries", default=2, min=0, max=10, description="Resends of a silent request before giving up"
+        name="Retries", default=2, min=0, max=10, description="Resends of a request to a silent server before giving up"
     )
+    # ---------------------------------------------------------------- the local backend (Start / Stop)
+    backend_env: bpy.props.StringProperty(
+        name="Backend environment",
+        subtype="DIR_PATH",
+        default="",
+        description="A Python environment with FaceEdit installed (e.g. the repository's .venv): Start runs its "
+        "python -m backend_server",
+    )
+    backend_command: bpy.props.StringProperty(
+        name="Backend command",
+        default="",
+        description="Instead of an environment: the command that starts the backend (e.g. faceedit-server, or "
+        "conda run -n faceedit faceedit-server); --bind is added",
+    )
+    backend_args: bpy.props.StringProperty(
+        name="Backend arguments",
+        default="",
+        description="Extra arguments for the backend, e.g. --models D:/faceedit-models or --device cuda",
+    )
+    presets: bpy.props.CollectionProperty(type=FaceEditPreset)
+    preset_index: bpy.props.IntProperty(default=0)
 
     def draw(self, context):
         col = self.layout.column()
-        col.prop(self, "address")
-        col.prop(self, "curve_client_secret")
-        col.prop(self, "curve_server_public")
-        row = col.row()
+        box = col.box()
+        box.label(text="Server", icon="LINKED")
+        box.prop(self, "address")
+        box.prop(self, "curve_client_secret")
+        box.prop(self, "curve_server_public")
+        row = box.row()
         row.prop(self, "timeout_s")
         row.prop(self, "retries")
+        box = col.box()
+        box.label(text="Local backend (started and stopped by Blender, on a free loopback port)", icon="CONSOLE")
+        box.prop(self, "backend_env")
+        box.prop(self, "backend_command")
+        box.prop(self, "backend_args")
+        for draw in DRAW_HOOKS:  # the backend's state, buttons and log (backend.draw_state)
+            draw(box)
 
 
 def _is_head(self, obj) -> bool:
     return obj.type == "MESH"
+
+
+def _planes_in_render(self, context) -> None:
+    from . import apply
+
+    apply.set_planes_in_render(self.planes_in_render)
 
 
 class FaceEditSceneSettings(bpy.types.PropertyGroup):
@@ -61,7 +106,7 @@ class FaceEditSceneSettings(bpy.types.PropertyGroup):
         name="Head",
         type=bpy.types.Object,
         poll=_is_head,
-        description="An official FLAME rig (5023 vertices, Exp*/Shape* keys) or the demo head",
+        description="An official FLAME rig (FLAME-<gender>, Exp*/Shape* keys) or the FaceEdit demo head",
     )
     prompt: bpy.props.StringProperty(
         name="Prompt",
@@ -73,16 +118,84 @@ class FaceEditSceneSettings(bpy.types.PropertyGroup):
         default=1.0,
         min=-2.0,
         max=2.0,
-        description="Scales the expression change (negative inverts it)",
+        description="Scales the expression change (negative inverts it). On the demo head it becomes the shape "
+        "key's value, which stays a live slider",
     )
     keyframe: bpy.props.BoolProperty(
-        name="Keyframe after edit", default=False, description="Key the new shape key's value at the current frame"
+        name="Keyframe after edit", default=False, description="Key the edit's values at the current frame"
+    )
+    mix: bpy.props.EnumProperty(
+        name="Mix",
+        items=(
+            ("REPLACE", "Replace", "The new edit alone: earlier FE keys go to 0 (a FLAME rig starts from neutral)"),
+            ("ADD", "Add", "Layer the new edit on the earlier ones (a FLAME rig starts from its current expression)"),
+        ),
+        default="REPLACE",
+        description="How a new edit combines with earlier ones",
+    )
+    replace_keyed: bpy.props.BoolProperty(
+        name="Replace keyed shapes",
+        default=False,
+        description="Let an edit overwrite the shape of a key that has keyframes (otherwise such an edit is "
+        "refused, so existing animation never changes silently)",
+    )
+    all_selected: bpy.props.BoolProperty(
+        name="All selected heads",
+        default=False,
+        description="Edit (and make turntables for) every selected head, not only the Head above",
     )
     views: bpy.props.IntProperty(name="Views", default=4, min=1, max=16, description="Rendered views (image planes)")
     view_size: bpy.props.IntProperty(name="Size", default=256, min=32, max=1024, subtype="PIXEL")
+    planes_in_render: bpy.props.BoolProperty(
+        name="Planes in renders",
+        default=False,
+        update=_planes_in_render,
+        description="Show the rendered-view image planes in final renders (they always show in the viewport)",
+    )
     turntable_frames: bpy.props.IntProperty(
         name="Frames", default=48, min=2, max=720, description="Frames for one turn of the turntable camera"
     )
+    turntable_camera: bpy.props.BoolProperty(
+        name="Use as scene camera",
+        default=True,
+        description="Make the turntable's own camera the scene camera (the Info report names the one it replaced)",
+    )
+    turntable_range: bpy.props.BoolProperty(
+        name="Set frame range",
+        default=False,
+        description="Set the scene's frame range to the turn (otherwise your frame range is kept)",
+    )
+    sequence: bpy.props.StringProperty(
+        name="Sequence",
+        default="",
+        description="Prompts separated by ';' (empty: every FE key of the head, in order) for Key Sequence",
+    )
+    sequence_start: bpy.props.IntProperty(name="Start", default=1, description="First frame of the sequence")
+    sequence_end: bpy.props.IntProperty(name="End", default=100, description="Last frame of the sequence")
+    sequence_easing: bpy.props.EnumProperty(
+        name="Easing",
+        items=(
+            ("EASE_IN_OUT", "Ease in and out", "Bezier keys that ease in and out"),
+            ("LINEAR", "Linear", "Straight ramps"),
+            ("CONSTANT", "Hold", "Jump from one expression to the next"),
+        ),
+        default="EASE_IN_OUT",
+    )
+    export_path: bpy.props.StringProperty(
+        name="glTF file", subtype="FILE_PATH", default="//faceedit_head.glb", description="Where Export glTF writes"
+    )
+
+
+class FaceEditHistoryItem(bpy.types.PropertyGroup):
+    """One edit applied to an object (kept in the .blend with the object)."""
+
+    prompt: bpy.props.StringProperty(name="Prompt")
+    intensity: bpy.props.FloatProperty(name="Intensity")
+    key: bpy.props.StringProperty(name="Key", description="The shape key the edit wrote (demo head)")
+    kind: bpy.props.StringProperty(name="Kind", description="'demo' or 'flame'")
+    mix: bpy.props.StringProperty(name="Mix")
+    mapper_ids: bpy.props.StringProperty(name="Mappers", description="The server's mapper ids, comma-separated")
+    frame: bpy.props.IntProperty(name="Frame")
 
 
 def preferences() -> FaceEditPreferences | None:
@@ -90,4 +203,4 @@ def preferences() -> FaceEditPreferences | None:
     return addon.preferences if addon is not None else None
 
 
-CLASSES = (FaceEditPreferences, FaceEditSceneSettings)
+CLASSES = (FaceEditPreset, FaceEditHistoryItem, FaceEditPreferences, FaceEditSceneSettings)

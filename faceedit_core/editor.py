@@ -50,7 +50,11 @@ class EditResult:
     mapper_ids: list[str] = field(default_factory=list)
 
     def summary(self) -> dict:
-        present = {a: [v >= PRESENCE_THRESHOLD[a] for v in vals] for a, vals in self.au.items()}
+        """target, au and success per item: every target AU present at the intensity asked
+        (threshold x min(1, target); the paper's rule for full targets, au.critic.target_met)."""
+        present = {
+            a: [v >= PRESENCE_THRESHOLD[a] * min(1.0, float(self.target[a])) for v in self.au[a]] for a in self.target
+        }
         return {
             "target": self.target,
             "au": self.au,
@@ -92,8 +96,10 @@ class Editor(abc.ABC):
         return self._objective
 
     def checked_params(self, params: FlameParams) -> FlameParams:
-        """params validated against this head and zero-padded to its widths."""
-        return params.validate(self.layer.n_shape, self.layer.n_exp).padded(self.layer.n_shape, self.layer.n_exp)
+        """params validated and brought to this head's widths: shorter vectors zero-padded (prefixes),
+        longer ones cut when what is cut is zero (a client sending FLAME's 300 + 100 to a head with
+        fewer columns), refused naming the field otherwise."""
+        return params.validate().padded(self.layer.n_shape, self.layer.n_exp)
 
     def head_mesh(self) -> dict:
         """What a client needs to build the head: template verts [V,3], faces [F,3], UVs."""

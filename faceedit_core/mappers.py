@@ -9,10 +9,12 @@ so an untrained mapper set is the identity edit.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
 from torch import nn
+
+from faceedit_core.errors import InputError
 
 
 @dataclass
@@ -33,7 +35,40 @@ class MapperConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "MapperConfig":
-        return cls(**{**d, "texture_levels": tuple(d.get("texture_levels", ()))})
+        """A config from its dict (a stored manifest's), each field checked against MAPPER_LIMITS
+        before any network is built from it; InputError names the field."""
+        if not isinstance(d, dict):
+            raise InputError("mapper config is not a dict")
+        unknown = sorted(map(str, set(d) - {f.name for f in fields(cls)}))
+        if unknown:
+            raise InputError(f"mapper config has unknown field(s) {unknown[:5]}")
+        for name, (low, high) in MAPPER_LIMITS.items():
+            v = d.get(name, getattr(cls, name))
+            if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
+                raise InputError(f"mapper config '{name}' must be an integer in [{low}, {high}], got {str(v)[:40]}")
+        for name in ("texture_branch", "emotion_branch", "cross_attention"):
+            if not isinstance(d.get(name, True), bool):
+                raise InputError(f"mapper config '{name}' must be true or false")
+        levels = d.get("texture_levels", ())
+        if (
+            not isinstance(levels, (list, tuple))
+            or len(set(levels)) != len(levels)
+            or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < MAX_WS_LEVELS for v in levels)
+        ):
+            raise InputError(f"mapper config 'texture_levels' must be distinct ws levels in [0, {MAX_WS_LEVELS})")
+        return cls(**{**d, "texture_levels": tuple(levels)})
+
+
+# What a stored mapper config may ask for (the defaults: 100, 512, 256, 128, 8, 4)
+MAPPER_LIMITS = {
+    "n_exp": (1, 400),
+    "w_dim": (1, 1024),
+    "hidden": (1, 4096),
+    "attn_dim": (1, 1024),
+    "psi_tokens": (1, 64),
+    "layers": (1, 16),
+}
+MAX_WS_LEVELS = 64  # Next3D at 512 px has 28
 
 
 def mlp(n_in: int, n_hidden: int, n_out: int, layers: int) -> nn.Sequential:
@@ -121,3 +156,59 @@ def apply_mappers(
         if dws is not None:
             ws_out = ws_out + intensity * dws
     return ws_out, psi_out
+
+
+@dataclass
+class ConditionedMapperConfig:
+    """The preview tier's Emotion Mapper conditioned on an AU target (one network per head).
+
+    n_exp: expression coefficients it edits (a prefix of the head's); n_target: AU channels of the
+    target vector (au.critic.CHANNELS); n_pose_in: pose values it reads (jaw 3 + eyes 6);
+    jaw_max / gaze_max: the largest jaw rotation (x open, y sideways) and eye rotation (x pitch,
+    y yaw) one application adds, in radians."""
+
+    n_exp: int = 50
+    n_target: int = 35
+    n_pose_in: int = 9
+    hidden: int = 256
+    layers: int = 4
+    jaw_max: float = 0.5
+    gaze_max: float = 0.5
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ConditionedMapperConfig":
+        return cls(**d)
+
+
+class ConditionedMapper(nn.Module):
+    """forward(psi [B,n_exp], pose [B,9] (jaw 3, eyes 6), target [B,n_target]) ->
+    (dpsi [B,n_exp], djaw [B,2] (x, y rotation), dgaze [B,2] (x, y rotation of both eyes)).
+
+    The residual is g(psi, pose, target) - g(psi, pose, 0): an empty target edits nothing, exactly,
+    whatever the weights; the last layer starts at zero, so an untrained mapper is the identity."""
+
+    def __init__(self, config: ConditionedMapperConfig = ConditionedMapperConfig()):
+        super().__init__()
+        self.config = c = config
+        self.net = mlp(c.n_exp + c.n_pose_in + c.n_target, c.hidden, c.n_exp + 4, c.layers)
+        # a linear path from the target: each AU channel's own direction, learnt first; the MLP
+        # adds how it depends on the face and how actions combine
+        self.direct = nn.Linear(c.n_target, c.n_exp + 4, bias=False)
+        nn.init.zeros_(self.direct.weight)
+
+    def _g(self, psi: torch.Tensor, pose: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([psi, 5.0 * pose, target], dim=1)) + self.direct(target)
+
+    def forward(
+        self, psi: torch.Tensor, pose: torch.Tensor, target: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        c, B = self.config, psi.shape[0]
+        both = self._g(torch.cat([psi, psi]), torch.cat([pose, pose]), torch.cat([target, torch.zeros_like(target)]))
+        raw_on, raw_off = both[:B], both[B:]
+        dpsi = raw_on[:, : c.n_exp] - raw_off[:, : c.n_exp]
+        limit = torch.tensor([c.jaw_max, c.jaw_max, c.gaze_max, c.gaze_max], device=psi.device, dtype=psi.dtype)
+        dpose = limit * (torch.tanh(raw_on[:, c.n_exp :]) - torch.tanh(raw_off[:, c.n_exp :]))
+        return dpsi, dpose[:, :2], dpose[:, 2:]

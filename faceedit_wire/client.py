@@ -1,24 +1,33 @@
-"""The FaceEdit client: a DEALER socket with request ids, timeouts, retries and a non-blocking poll.
+"""The FaceEdit client: a DEALER socket with request ids, liveness probes, retries and a non-blocking poll.
 
 Torch-free (the Blender add-on ships this file with protocol.py). Two ways to use it:
-- `call(op, args, progress=None)`: blocking, for scripts and `blender -b` batch jobs. On a
-  timeout it closes the socket, opens a new one and resends the same request id (Lazy
-  Pirate); the server answers a repeated id from its cache, so nothing runs twice.
-- `submit(op, args)` then `poll()` from a UI timer: returns the events and replies that have
-  arrived, never blocks.
+- `call(op, args, progress=None)`: blocking, for scripts and `blender -b` batch jobs.
+- `start(op, args)` -> a `Pending`, then `step(pending)` from a UI timer: returns the progress
+  events and the final reply that have arrived, never blocks.
+
+Liveness, not fixed timeouts: a request is alive while the server talks. Progress events count;
+while the job is quiet the client asks the server about it (`status`, which the server's socket
+thread answers at once, even while its worker loads models or trains) every
+`heartbeat_interval(timeout_s)`, and each answer counts too. Only when the server itself has been
+silent for `timeout_s` does the client reconnect and resend the same request id (Lazy Pirate; the
+server answers a repeated id from its cache or re-attaches it to the running job, so nothing runs
+twice), and after `retries` such silent rounds it gives up: it sends `cancel` for the job
+(delivered if the server comes back) and raises `ServerUnavailable`. A server that answers `status`
+with "no such job" (it was restarted) gets the request again at once.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import zmq
 
 from . import protocol as P
+from .net import is_ipv6
 
 
 class ServerError(Exception):
@@ -42,6 +51,32 @@ class CurveKeys:
     server_public: Path
 
 
+FINAL_STATES = ("done", "failed", "cancelled")
+
+
+@dataclass
+class Pending:
+    """One request in flight and what the client knows of its liveness (monotonic seconds)."""
+
+    req_id: str
+    op: str
+    timeout_s: float
+    retries: int
+    heard: float  # the last time the server said anything
+    probed: float = 0.0  # the last liveness probe sent
+    tries: int = 1  # sends of the request in the current silence (1 + resends)
+    state: str = "sent"  # the server's word on the job: queued, running, done, ... or "sent"
+    probes: set = field(default_factory=set)  # ids of status probes not yet answered
+
+    def silence(self, now: float | None = None) -> float:
+        return (time.monotonic() if now is None else now) - self.heard
+
+
+def heartbeat_interval(timeout_s: float) -> float:
+    """How often a quiet request is probed: several probes fit in one timeout."""
+    return min(1.0, max(0.02, timeout_s / 4))
+
+
 class Client:
     def __init__(
         self,
@@ -55,6 +90,9 @@ class Client:
         self.ctx = context or zmq.Context.instance()
         self.sock: zmq.Socket | None = None
         self.pending: dict[str, dict] = {}  # request id -> last request message (for resends)
+        # who this client is to the server (its jobs and cached replies are keyed by it): random,
+        # kept across reconnects so a resent request finds its job; never starts with a zero byte
+        self.identity = b"fe-" + uuid.uuid4().hex.encode()
         self._connect()
 
     def _connect(self) -> None:
@@ -62,6 +100,8 @@ class Client:
             self.sock.close(0)
         sock = self.ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.ROUTING_ID, self.identity)
+        sock.setsockopt(zmq.IPV6, int(is_ipv6(self.address)))
         if self.curve is not None:
             from zmq import auth as zmq_auth
 
@@ -108,6 +148,78 @@ class Client:
             timeout_ms = 0
         return out
 
+    # ------------------------------------------------------------------ liveness
+    def start(self, op: str, args: dict | None = None, req_id: str | None = None) -> Pending:
+        """Send a request -> its Pending, for step()."""
+        req_id = self.submit(op, args, req_id)
+        return Pending(req_id, op, self.timeout_s, self.retries, heard=time.monotonic())
+
+    def step(self, pending: Pending, timeout_ms: int = 0) -> tuple[list[dict], dict | None]:
+        """Route what has arrived -> (progress events of `pending`, its final reply or None).
+
+        Probes the server while the job is quiet, resends after `timeout_s` of silence and raises
+        ServerUnavailable (after cancelling the job on the server) once `retries` silent rounds
+        have passed. Messages for other requests are dropped.
+        """
+        events, final = [], None
+        msgs = self.poll(timeout_ms)
+        now = time.monotonic()
+        if msgs:  # anything from the server shows it is alive: a new silence starts
+            pending.heard, pending.tries = now, 1
+        for msg in msgs:
+            mid = msg.get("id")
+            if mid == pending.req_id:
+                if "event" in msg:
+                    pending.state = "running"
+                    events.append(msg)
+                else:
+                    final = msg
+            elif mid in pending.probes:
+                pending.probes.discard(mid)
+                self._probe_answered(pending, msg)
+        if final is not None:
+            return events, final
+        beat = heartbeat_interval(pending.timeout_s)
+        if now - pending.heard >= beat and now - pending.probed >= beat:
+            probe = self.submit("status", {"job": pending.req_id})
+            self.pending.pop(probe, None)  # probes are never resent
+            pending.probes.add(probe)
+            pending.probed = now
+        if now - pending.heard > pending.timeout_s:
+            if pending.tries > pending.retries:
+                self.abandon(pending)
+                raise ServerUnavailable(
+                    f"no answer from the FaceEdit server at {self.address}: silent for "
+                    f"{pending.tries * pending.timeout_s:g} s ({pending.tries} tries of {pending.timeout_s:g} s). "
+                    f"Is `faceedit-server` running?"
+                )
+            pending.tries += 1
+            pending.heard = now
+            pending.probes.clear()
+            self.resend(pending.req_id)
+        return events, final
+
+    def _probe_answered(self, pending: Pending, msg: dict) -> None:
+        """A status reply about the job: keep waiting, or send the request again when the server lost it."""
+        if msg.get("ok"):
+            pending.state = str((msg.get("result") or {}).get("state", pending.state))
+            if pending.state in FINAL_STATES and pending.req_id in self.pending:
+                self.sock.send(P.encode(self.pending[pending.req_id]))  # its reply missed us: from the cache
+        elif (msg.get("error") or {}).get("code") == P.NOT_FOUND and pending.req_id in self.pending:
+            pending.state = "lost"  # a restarted server, or the request never arrived: send it again
+            self.sock.send(P.encode(self.pending[pending.req_id]))
+
+    def abandon(self, pending: Pending) -> None:
+        """Give up on a request: forget it here and ask the server to cancel the job (best effort)."""
+        self.pending.pop(pending.req_id, None)
+        if self.sock is None:
+            return
+        try:
+            cancel = self.submit("cancel", {"job": pending.req_id})
+            self.pending.pop(cancel, None)
+        except (zmq.ZMQError, ServerError):
+            pass
+
     # ------------------------------------------------------------------ blocking
     def call(
         self,
@@ -116,34 +228,27 @@ class Client:
         progress: Callable[[dict], None] | None = None,
         timeout_s: float | None = None,
     ) -> dict:
-        """Send a request and wait for its reply; retries on silence; raises ServerError on an error reply.
+        """Send a request and wait for its reply; raises ServerError on an error reply and
+        ServerUnavailable when the server stays silent (see the module docstring).
 
-        The timeout is a silence limit: progress events from a long job keep the request alive.
+        timeout_s: the silence limit (default: the client's); a long job that the server still
+        reports as queued or running never times out. KeyboardInterrupt cancels the job on the server.
         """
-        timeout_s = self.timeout_s if timeout_s is None else timeout_s
-        req_id = self.submit(op, args)
-        tries = 0
-        deadline = time.monotonic() + timeout_s
-        while True:
-            for msg in self.poll(timeout_ms=50):
-                if msg.get("id") != req_id:
-                    continue
-                if "event" in msg:
-                    deadline = time.monotonic() + timeout_s
+        pending = self.start(op, args)
+        if timeout_s is not None:
+            pending.timeout_s = timeout_s
+        try:
+            while True:
+                events, final = self.step(pending, timeout_ms=50)
+                for msg in events:
                     if progress is not None:
-                        progress(msg["data"])
+                        progress(msg.get("data") or {})
+                if final is None:
                     continue
-                if msg.get("ok"):
-                    return msg["result"]
-                err = msg.get("error", {})
-                raise ServerError(err.get("code", "unknown"), err.get("message", "error"), msg.get("suggestions"))
-            if time.monotonic() > deadline:
-                tries += 1
-                if tries > self.retries:
-                    self.pending.pop(req_id, None)
-                    raise ServerUnavailable(
-                        f"no answer from the FaceEdit server at {self.address} after "
-                        f"{tries} tries of {timeout_s:.0f} s: is `faceedit-server` running?"
-                    )
-                self.resend(req_id)
-                deadline = time.monotonic() + timeout_s
+                if final.get("ok"):
+                    return final["result"]
+                err = final.get("error", {})
+                raise ServerError(err.get("code", "unknown"), err.get("message", "error"), final.get("suggestions"))
+        except KeyboardInterrupt:
+            self.abandon(pending)
+            raise

@@ -13,12 +13,18 @@ def host_of(address: str) -> str:
     return rest.rsplit(":", 1)[0] if rest.count(":") == 1 else rest
 
 
+def is_ipv6(address: str) -> bool:
+    """True for an IPv6 literal ('tcp://[::1]:5555'): the socket needs ZeroMQ's IPV6 option."""
+    return ":" in host_of(address)
+
+
 def is_loopback(address: str) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1 (with or without a port); False for anything else."""
+    """True for localhost, 127.0.0.0/8, ::1 and ::ffff:127.0.0.0/104 (with or without a port); False otherwise."""
     host = host_of(address)
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        ip = ipaddress.ip_address(host)
     except ValueError:
         return False
+    return (getattr(ip, "ipv4_mapped", None) or ip).is_loopback

@@ -1,28 +1,79 @@
 """The AU objective both tiers use: AU intensities of FLAME parameters against their neutral face,
-and the hinge loss towards an AU target (the preview tier trains on it; the paper tier can add it).
+and the hinge losses towards an AU target (the preview tier trains on them; the paper tier can add one).
 
-`AUObjective(layer)` poses only the landmark and probe vertices (FlameSubset):
-exact and about ten times cheaper than the full mesh.
+`AUObjective(layer)` poses only the landmark and probe vertices (FlameSubset): exact and about ten
+times cheaper than the full mesh. Targets come in two forms: a dict {AU or AU_side: value} (one
+target for a whole batch, `au_loss`) or a tensor [B, len(CHANNELS)] (one target per item, what the
+conditioned Emotion Mapper trains on, `channel_loss`).
 """
 
 from __future__ import annotations
 
 import torch
 
-from faceedit_core.au.critic import AUS, au_intensities, find_probes
+from faceedit_core.au.critic import (
+    CHANNELS,
+    GAZE,
+    LATERAL,
+    MIDLINE,
+    SIDES,
+    au_intensities,
+    base_au,
+    expand_target,
+    find_probes,
+    side_of,
+)
+from faceedit_core.flame.landmarks import landmarks_from_faces
 from faceedit_core.flame.layer import FlameLayer
 from faceedit_core.params import FlameParams
 
 # AUs that come along with a target AU on any face (FACS co-occurrences), never penalised
 COMPANIONS = {
-    "AU26": {"AU25"},
+    "AU26": {"AU25", "AU27"},
+    "AU27": {"AU25", "AU26"},
     "AU43": {"AU7"},
-    "AU12": {"AU6"},
+    "AU12": {"AU6", "AU14"},
+    "AU14": {"AU24", "AU23"},
     "AU4": {"AU7", "AU43"},
     "AU23": {"AU24"},
     "AU24": {"AU23"},
     "AU9": {"AU4", "AU7"},
+    "AU20": {"AU25"},
 }
+CHANNEL_INDEX = {c: i for i, c in enumerate(CHANNELS)}
+# symmetric pairs of channels (left index, right index), one per lateral action
+PAIRS = torch.tensor([(CHANNEL_INDEX[f"{a}_L"], CHANNEL_INDEX[f"{a}_R"]) for a in LATERAL])
+
+
+def _companion_matrix() -> torch.Tensor:
+    """[K,K] bool: entry (i, j) when channel j may rise along with target channel i (same side)."""
+    K = len(CHANNELS)
+    allowed = torch.eye(K, dtype=torch.bool)
+    for i, c in enumerate(CHANNELS):
+        side = side_of(c)
+        for comp in COMPANIONS.get(base_au(c), ()):
+            if comp in LATERAL:
+                for s in SIDES if side is None else (side,):
+                    allowed[i, CHANNEL_INDEX[f"{comp}_{s}"]] = True
+            elif comp in MIDLINE + GAZE:
+                allowed[i, CHANNEL_INDEX[comp]] = True
+    return allowed
+
+
+COMPANION_MATRIX = _companion_matrix()
+
+
+def target_vector(target: dict[str, float], device=None) -> torch.Tensor:
+    """{AU or AU_side: value} -> [len(CHANNELS)] (zero where not targeted)."""
+    out = torch.zeros(len(CHANNELS), device=device)
+    for c, v in expand_target(target).items():
+        out[CHANNEL_INDEX[c]] = v
+    return out
+
+
+def stack_channels(au: dict[str, torch.Tensor]) -> torch.Tensor:
+    """{AU: [B]} -> [B, len(CHANNELS)] in CHANNELS order."""
+    return torch.stack([au[c] for c in CHANNELS], 1)
 
 
 class AUObjective:
@@ -31,12 +82,12 @@ class AUObjective:
     def __init__(self, layer: FlameLayer):
         with torch.no_grad():
             neutral = layer(FlameParams.zeros(1, layer.n_shape, layer.n_exp))
-            probes = find_probes(neutral.vertices[0], neutral.landmarks[0])
-        self.subset = layer.subset(torch.cat([probes.cheek, probes.nose, probes.chin]))
-        remap = self.subset.remap
-        self.probes = type(probes)(remap[probes.cheek], remap[probes.nose], remap[probes.chin])
+            probes = find_probes(neutral.vertices[0], neutral.landmarks[0], eyeball_vertices(layer))
+        self.subset = layer.subset(probes.all())
+        self.probes = probes.remapped(self.subset.remap)
+        self.has_gaze = bool(len(probes.pupil))
         self.n_exp = layer.n_exp
-        self._last_neutral: tuple[torch.Tensor, tuple] | None = None  # (shape and eye pose [B,S+6], neutral)
+        self._last_neutral: tuple[torch.Tensor, tuple] | None = None  # (shape [B,S], neutral)
 
     def intensities(
         self,
@@ -44,7 +95,7 @@ class AUObjective:
         neutral: tuple[torch.Tensor, torch.Tensor] | None = None,
         posed: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> dict:
-        """{AU: [B]} of params against the same identities with zero expression and jaw.
+        """{AU: [B]} of params against the same identities with zero expression, jaw and eyes.
 
         posed: (full-mesh vertices [B,V,3], landmarks [B,68,3]) already computed for params in the
         head frame (global pose, neck and translation zero), to skip posing the subset again.
@@ -58,13 +109,22 @@ class AUObjective:
         return au_intensities(lms, neutral[1], verts, neutral[0], self.probes)
 
     def neutral(self, params: FlameParams) -> tuple[torch.Tensor, torch.Tensor]:
-        p = _head_frame(params)
-        return self.subset(p.replace(expression=torch.zeros_like(p.expression), jaw_pose=torch.zeros_like(p.jaw_pose)))
+        """(subset vertices, landmarks) of the same identities with zero expression, jaw and eyes.
+
+        Every joint is at rest in the head frame, so the posed mesh is the shaped template: no
+        skinning (the same values as posing it; tested)."""
+        s = self.subset
+        shape = params.shape.to(s.v_template)
+        verts = s.v_template + (shape @ s.shapedirs[: shape.shape[1]]).view(shape.shape[0], -1, 3)
+        f = s.full
+        contour = landmarks_from_faces(verts, s.faces, f.dynamic_faces[0], f.dynamic_bary[0])
+        static = landmarks_from_faces(verts, s.faces, f.static_faces, f.static_bary)
+        return verts, torch.cat([contour, static], dim=1)
 
     def _neutral_of_identity(self, params: FlameParams) -> tuple[torch.Tensor, torch.Tensor]:
-        """`neutral` without gradient, kept for the last identity: it depends only on the shape
-        and eye pose, and repeated edits of one face would otherwise pose it every time."""
-        key = torch.cat([params.shape, params.eye_pose], 1).detach()
+        """`neutral` without gradient, kept for the last identity: it depends only on the shape,
+        and repeated edits of one face would otherwise pose it every time."""
+        key = params.shape.detach()
         last = self._last_neutral
         if (
             last is not None
@@ -80,21 +140,58 @@ class AUObjective:
         return neutral
 
 
+def eyeball_vertices(layer: FlameLayer) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(right, left) eyeball vertex ids: vertices skinned wholly to the eye joints (4 right, 3 left),
+    or None when the head has no eyeballs."""
+    w = layer.lbs_weights
+    right, left = (torch.nonzero(w[:, j] > 0.99).squeeze(1).cpu() for j in (4, 3))
+    return (right, left) if len(right) and len(left) else None
+
+
 def _head_frame(params: FlameParams) -> FlameParams:
     """The same face with global pose, neck and translation zeroed (expressions do not depend on them)."""
     z = torch.zeros_like
     return params.replace(global_pose=z(params.global_pose), neck_pose=z(params.neck_pose), transl=z(params.transl))
 
 
-def au_loss(au: dict, start_au: dict, target: dict[str, float], spurious_weight: float) -> torch.Tensor:
-    """[B]: squared hinge up to each target AU, plus a hinge on other AUs rising above where they started."""
-    allowed = set(target)
-    for a in target:
-        allowed |= COMPANIONS.get(a, set())
-    loss = 0.0
-    for a in AUS:
-        if a in target:
-            loss = loss + torch.relu(target[a] - au[a]) ** 2 + 0.1 * (au[a] - target[a]) ** 2
-        elif a not in allowed:
-            loss = loss + spurious_weight * torch.relu(au[a] - torch.clamp(start_au[a], min=0.3)) ** 2
+def channel_loss(
+    au: torch.Tensor,
+    start_au: torch.Tensor,
+    target: torch.Tensor,
+    spurious_weight: float,
+    symmetry_weight: float = 0.0,
+    target_weight: float = 1.0,
+    margin: float = 0.0,
+) -> torch.Tensor:
+    """[B]: per-item loss towards target [B,K] (zero = not targeted); au, start_au [B,K] in CHANNELS order.
+
+    Squared hinge up to each targeted channel (+ margin; x target_weight, with a tenth of the squared
+    miss either way); a hinge on
+    every channel neither targeted nor a companion rising above where it started (at least 0.3);
+    and, for each lateral action whose two sides have the same target, the change of its left-right
+    difference (so symmetric prompts stay symmetric), and where only one side is targeted, the other
+    side rising above where it started (at least 0.1: one-sided prompts stay one-sided).
+    """
+    on = target > 0
+    allowed = (on.float() @ COMPANION_MATRIX.to(au.device).float()) > 0
+    loss = target_weight * (on * (torch.relu(target + margin - au) ** 2 + 0.1 * (au - target) ** 2)).sum(1)
+    spurious = (~allowed) * torch.relu(au - start_au.clamp(min=0.3)) ** 2
+    loss = loss + spurious_weight * spurious.sum(1)
+    if symmetry_weight:
+        left, right = PAIRS[:, 0].to(au.device), PAIRS[:, 1].to(au.device)
+        same = target[:, left] == target[:, right]
+        drift = (au[:, left] - au[:, right]) - (start_au[:, left] - start_au[:, right])
+        loss = loss + symmetry_weight * (same * drift**2).sum(1)
+        # one side targeted, the other not: the other side stays where it was (a wink is one eye)
+        for mine, other in ((left, right), (right, left)):
+            alone = (target[:, mine] > 0) & (target[:, other] == 0) & ~allowed[:, other]
+            rise = torch.relu(au[:, other] - start_au[:, other].clamp(min=0.1))
+            loss = loss + symmetry_weight * (alone * rise**2).sum(1)
     return loss
+
+
+def au_loss(au: dict, start_au: dict, target: dict[str, float], spurious_weight: float) -> torch.Tensor:
+    """[B]: `channel_loss` for one target {AU or AU_side: value} shared by the batch; au, start_au {AU: [B]}."""
+    a, s = stack_channels(au), stack_channels(start_au)
+    t = target_vector(target, a.device).expand_as(a)
+    return channel_loss(a, s, t, spurious_weight)

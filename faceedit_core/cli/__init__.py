@@ -12,12 +12,15 @@ import click
 
 # command name -> (module, attribute, one-line help shown by `faceedit --help`)
 SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
-    "head": ("faceedit_core.cli.head", "head", "Inspect and export the procedural demo head."),
+    "head": ("faceedit_core.cli.head", "head", "Inspect and export the default head (the ICT Face Model)."),
     "render": ("faceedit_core.cli.render", "render", "Render multi-view images of a FLAME head."),
     "edit": ("faceedit_core.cli.edit", "edit", "Edit the expression of FLAME parameters from a prompt."),
     "train": ("faceedit_core.cli.train", "train", "Train (and cache) the mapper for a prompt ahead of time."),
     "demo": ("faceedit_core.cli.demo", "demo", "Run the embedded default end to end into a folder."),
     "models": ("faceedit_core.cli.demo", "models", "List the user model files found in a folder."),
+    "batch": ("faceedit_core.cli.batch", "batch", "Batch edits, meshes and turntables from a spec, locally or on Ray."),
+    "invert": ("faceedit_core.cli.invert", "invert", "Invert a real photo into a Next3D latent and camera."),
+    "eval": ("faceedit_core.cli.eval", "eval_command", "Run the paper's evaluation of the trained mapper sets."),
 }
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from faceedit_core.cli.common import neutral_params, reports_errors, save_contact_sheet
+from faceedit_core.cli.common import neutral_params, reports_errors, save_contact_sheet, show_training
 
 
 @click.command()
@@ -23,26 +23,25 @@ def demo(out_dir: Path, size: int) -> None:
 
     from faceedit_core.editor import PAPER_PROMPTS
     from faceedit_core.factory import build_editor
-    from faceedit_core.render.cameras import orbit
+    from faceedit_core.render.cameras import portrait
     from faceedit_core.storage.mesh_io import write_obj
 
     out_dir.mkdir(parents=True, exist_ok=True)
     editor = build_editor()
     m = editor.layer.model
-    click.echo(f"demo head: {m.n_verts} vertices, {len(m.f)} faces (hash {editor.head_hash[:12]}), tier {editor.tier}")
+    label = getattr(getattr(editor, "head", None), "label", "demo head")
+    click.echo(f"{label}: {m.n_verts} vertices, {len(m.f)} faces (hash {editor.head_hash[:12]}), tier {editor.tier}")
     neutral = neutral_params(editor.layer)
-    cams = orbit([0.0, 35.0], [0.0, 5.0])
+    cams = portrait([0.0, 35.0], [0.0, 5.0])
     rows = [editor.render(neutral, cams, size)[0]]
     write_obj(out_dir / "neutral.obj", editor.layer(neutral).vertices[0].detach().numpy(), m.f, m.vt, m.ft)
     report = {}
-    for prompt in PAPER_PROMPTS:
+    # the paper's six prompts, then (on a head with left/right shapes) two one-sided ones
+    sided = ("wink with the left eye", "a smirk on the right") if getattr(editor.head, "sides", False) else ()
+    for prompt in PAPER_PROMPTS + sided:
         t0 = time.perf_counter()
-
-        def show(e, prompt=prompt):
-            if e["step"] == 1:
-                click.echo(f"  training a mapper for '{prompt}' ({e['total']} steps, cached afterwards)")
-
-        result = editor.edit(neutral, prompt=prompt, progress=show)
+        # the first edit trains the head's Emotion Mapper (once; cached), after which every prompt is immediate
+        result = editor.edit(neutral, prompt=prompt, progress=show_training)
         name = prompt.removeprefix("A person who is ").replace(" ", "_")
         write_obj(out_dir / f"{name}.obj", result.vertices[0].numpy(), m.f, m.vt, m.ft)
         result.params.save(out_dir / f"{name}.npz")
@@ -58,10 +57,10 @@ def demo(out_dir: Path, size: int) -> None:
             f"{prompt:32s} success={summary['success'][0]}  target={sorted(summary['target'])}  "
             f"({report[prompt]['seconds']} s)"
         )
-    tiles = np.stack(rows)  # [1+6, 2, H, W, 4]: rows neutral then prompts; columns front, three-quarter
+    tiles = np.stack(rows)  # [1+prompts, 2, H, W, 4]: rows neutral then prompts; columns front, three-quarter
     save_contact_sheet(out_dir / "contact_sheet.png", tiles.transpose(1, 0, 2, 3, 4))  # rows: views; columns: prompts
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))
-    click.echo(f"wrote {out_dir}/: neutral + six edits as .obj/.npz, contact_sheet.png, report.json")
+    click.echo(f"wrote {out_dir}/: neutral + {len(report)} edits as .obj/.npz, contact_sheet.png, report.json")
 
 
 @click.command()

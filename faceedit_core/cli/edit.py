@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from faceedit_core.cli.common import neutral_params, reports_errors
+from faceedit_core.cli.common import flame_options, head_editor, neutral_params, reports_errors, show_training
 
 
 @click.command()
@@ -35,22 +35,18 @@ from faceedit_core.cli.common import neutral_params, reports_errors
     default=None,
     help="Also write the edited mesh as OBJ (first item).",
 )
+@flame_options
 @reports_errors
-def edit(prompt, mapper_ids, params_path, intensity, out_path, obj_path):
-    """Edit FLAME parameters from a prompt and write the result."""
-    from faceedit_core.factory import build_editor
+def edit(prompt, mapper_ids, params_path, intensity, out_path, obj_path, flame, landmarks, n_exp):
+    """Edit FLAME parameters from a prompt and write the result (the edited expression, jaw and eyes)."""
     from faceedit_core.params import FlameParams
 
-    editor = build_editor()
+    editor = head_editor(flame, landmarks, n_exp)
     params = FlameParams.load(params_path) if params_path else neutral_params(editor.layer)
 
-    def show(event):
-        if event["step"] == 1:
-            click.echo(f"training a mapper for this expression (once; cached afterwards): {event['total']} steps")
-        elif event["step"] == event["total"]:
-            click.echo(f"  done, loss {event['loss']:.4f}")
-
-    result = editor.edit(params, prompt=prompt, mapper_ids=list(mapper_ids), intensity=intensity, progress=show)
+    result = editor.edit(
+        params, prompt=prompt, mapper_ids=list(mapper_ids), intensity=intensity, progress=show_training
+    )
     result.params.save(out_path)
     if obj_path:
         from faceedit_core.storage.mesh_io import write_obj

@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import click
 
-from faceedit_core.cli.common import reports_errors
+from faceedit_core.cli.common import flame_options, reports_errors
 from faceedit_core.next3d.precision import PRECISIONS
 
 
 @click.command()
-@click.option("--prompt", required=True, help="The expression, e.g. 'A person who is smiling'.")
+@click.option("--prompt", default=None, help="The expression, e.g. 'A person who is smiling'.")
+@click.option(
+    "--prompts",
+    "prompts_file",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="A file of prompts, one per line: one training task each, on a local pool or --ray (docs/scaling.md).",
+)
+@click.option("--ray", "ray_address", default=None, metavar="auto|ADDRESS", help="With --prompts: train on Ray.")
+@click.option("--workers", default=None, type=click.IntRange(1, 1024), help="With --prompts: local processes.")
 @click.option("--steps", default=None, type=click.IntRange(1, 10_000_000), help="Training steps (default: the tier's).")
 @click.option(
     "--models",
@@ -49,6 +58,18 @@ from faceedit_core.next3d.precision import PRECISIONS
 )
 @click.option("--alpha", default=None, type=float, help="Paper tier: PAE augmentation power.")
 @click.option(
+    "--basis-prompts",
+    default=None,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Paper tier: a file of PAE basis prompts, one per line (default: the six expression prompts).",
+)
+@click.option(
+    "--exp-width",
+    default=None,
+    type=click.IntRange(1, 400),
+    help="Paper tier: expression coefficients the Emotion Mapper edits (default 50, EMOCA's and Next3D's).",
+)
+@click.option(
     "--checkpoint-every",
     default=None,
     type=click.IntRange(1, 10_000_000),
@@ -67,41 +88,59 @@ from faceedit_core.next3d.precision import PRECISIONS
     "elsewhere, as released; bf16: 2x faster views on CPUs with AMX).",
 )
 @click.option("--device", default="cpu", type=click.Choice(["cpu", "cuda"]))
+@flame_options
 @reports_errors
-def train(prompt: str, steps: int | None, models_dir: str | None, device: str, **paper) -> None:
+def train(prompt: str | None, steps: int | None, models_dir: str | None, device: str, **paper) -> None:
     """Train the mapper set for PROMPT and print its mapper id.
 
-    The preview tier (no --models) trains an Emotion Mapper against the geometric AU critic; later
-    edits with this expression (or any prompt with the same AU target) apply it at once. With
+    The preview tier (no --models) trains the head's Emotion Mapper, conditioned on the AU target,
+    once per head (the demo head, or --flame FILE; without --prompt it only does that): afterwards
+    every prompt edits at once; with --prompt it prints the prompt's mapper id. With
     --models DIR, the paper tier trains Dual Mappers against CLIP-PAE + ArcFace over Next3D
     renders and writes DIR/mappers/<prompt-slug>.json, which `faceedit-server --models DIR` serves.
     """
+    many = {k: paper.pop(k) for k in ("prompts_file", "ray_address", "workers")}
+    head = {k: paper.pop(k) for k in ("flame", "landmarks", "n_exp")}
+    if prompt is not None and many["prompts_file"] is not None:
+        raise click.UsageError("give --prompt TEXT or --prompts FILE")
+    if prompt is None and many["prompts_file"] is None and models_dir is not None:
+        raise click.UsageError("give --prompt TEXT or --prompts FILE")
+    if many["prompts_file"] is None and (many["ray_address"] or many["workers"]):
+        raise click.UsageError("--ray and --workers go with --prompts FILE")
+    if many["prompts_file"] is not None:
+        from faceedit_core.batch.train import train_prompts_cli
+
+        return train_prompts_cli(many, steps, models_dir, device, paper, paper_config, head)
     if models_dir is None:
         if any(v not in (None, False) for v in paper.values()):
             raise click.UsageError("the paper-tier options need --models DIR")
-        _train_preview(prompt, steps)
+        _train_preview(prompt, steps, **head)
     else:
         _train_paper(prompt, steps, models_dir, device, paper)
 
 
-def _train_preview(prompt: str, steps: int | None) -> None:
+def _train_preview(prompt: str | None, steps: int | None, flame=None, landmarks=None, n_exp=None) -> None:
     from dataclasses import replace
 
-    from faceedit_core.factory import build_editor
+    from faceedit_core.cli.common import head_editor
     from faceedit_core.preview.train import PreviewTrainConfig
 
     if steps is not None and steps < 10:
         raise click.UsageError(f"--steps {steps}: the preview tier needs at least 10")
     cfg = PreviewTrainConfig() if steps is None else replace(PreviewTrainConfig(), steps=steps)
-    editor = build_editor(train_config=cfg)
+    editor = head_editor(flame, landmarks, n_exp, train_config=cfg)
 
     def show(e):
-        if e["step"] == 1 or e["step"] == e["total"] or e["step"] % 100 == 1:
+        if e["step"] == 1 or e["step"] == e["total"] or e["step"] % 250 == 1:
             click.echo(
-                f"  step {e['step']:5d}/{e['total']}  loss {e['loss']:.4f}  "
+                f"  {e['stage']}: step {e['step']:5d}/{e['total']}  loss {e['loss']:.4f}  "
                 f"(AU {e['loss_au']:.4f}, L2 {e['loss_l2']:.4f})"
             )
 
+    if prompt is None:
+        mapper_id = editor.train_head(progress=show)
+        click.echo(f"head mapper {mapper_id} for {editor.head.label}: every prompt now edits at once")
+        return
     mapper_id = editor.train(prompt, progress=show)
     click.echo(f"mapper {mapper_id} for '{prompt}' (target {editor.text_to_au.parse(prompt).key()})")
 
@@ -122,6 +161,13 @@ def paper_config(prompt: str, steps: int | None, opts: dict):
         "seed": opts["seed"],
     }
     cfg = replace(cfg, **{k: v for k, v in plain.items() if v is not None})
+    if opts.get("exp_width") is not None:
+        cfg = replace(cfg, exp_width=opts["exp_width"])
+    if opts.get("basis_prompts"):
+        from pathlib import Path
+
+        lines = Path(opts["basis_prompts"]).read_text(encoding="utf-8").splitlines()
+        cfg = replace(cfg, basis_prompts=tuple(t.strip() for t in lines if t.strip()))
     weights = {
         k: opts[f"lambda_{n}"]
         for k, n in (("clip", "clip"), ("identity", "id"), ("l2", "l2"), ("au", "au"))

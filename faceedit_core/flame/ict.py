@@ -4,9 +4,9 @@
     layer = FlameLayer(head.model, head.landmarks)
 
 `head.model` is a `FlameModel` (metres, FLAME axes: y up, face along +z, +x the subject's left):
-v_template [V,3] (V = 26,719), shapedirs [V,3,300+E] (columns 0..99 ICT's 100 identity modes,
-100..299 zero; then the expression columns, zero past the live ones, E = 100 or 50 so that
-FlameModel.validate and FlameLayer take it unchanged), posedirs [V,3,36] (the jaw corrective in
+v_template [V,3] (V = 26,719), shapedirs [V,3,100+E] (n_shape = 100: ICT's identity modes, then
+the E live expression columns; with flame_widths=True FLAME's widths instead: [V,3,300+100] or
+[V,3,300+50], zero-padded, for tools that only read 300-column files), posedirs [V,3,36] (the jaw corrective in
 the jaw's 9 features, zero elsewhere), J_regressor [5,V], weights [V,5], parents [-1,0,1,1,1]
 (root, neck, jaw, left eye, right eye), f [F,3] (F = 52,220 triangles), vt [T,2], ft [F,3].
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from faceedit_core.errors import InputError
-from faceedit_core.flame.ict_asset import read_asset, sparse_unpack
+from faceedit_core.flame.ict_asset import read_asset, sparse_rows
 from faceedit_core.flame.io import N_EXP_MAX, N_SHAPE_MAX, FlameModel, LandmarkEmbedding
 
 PARAMETERISATIONS = ("semantic", "pca")
@@ -116,8 +116,7 @@ class IctHead:
         """Expression coefficients [E] (the model's full expression width) for {name: weight}.
         Semantic names work for both parameterisations (PCA: least-squares coefficients); PCA
         component names ('pca03') only for "pca"."""
-        width = self.model.shapedirs.shape[2] - N_SHAPE_MAX
-        out = np.zeros(width, np.float32)
+        out = np.zeros(self.model.n_exp, np.float32)
         sem = np.zeros(len(self.semantic_names))
         by_name = {c.name: c.index for c in self.components}
         for name, w in weights.items():
@@ -155,9 +154,9 @@ def _check(parameterisation: str, n_exp: int | None, n_semantic: int) -> int:
     return int(n_exp)
 
 
-def _components(names: list[str], facs_table: dict, dirs: np.ndarray, descriptions: list[str]) -> list[IctComponent]:
-    """dirs [V,3,K] of the live columns -> IctComponent list (region = |offset| / max)."""
-    mag = np.linalg.norm(dirs, axis=1)  # [V,K]
+def _components(names: list[str], facs_table: dict, rows: np.ndarray, descriptions: list[str]) -> list[IctComponent]:
+    """rows [K,V,3] of the live columns -> IctComponent list (region = |offset| / max)."""
+    mag = np.linalg.norm(rows, axis=2).T  # [V,K]
     mag /= np.maximum(mag.max(0, keepdims=True), 1e-20)
     out = []
     for k, name in enumerate(names):
@@ -168,14 +167,16 @@ def _components(names: list[str], facs_table: dict, dirs: np.ndarray, descriptio
 
 
 def load_ict_head(
-    parameterisation: str = "semantic", n_exp: int | None = None, flame_widths: bool = True, folder=None
+    parameterisation: str = "semantic", n_exp: int | None = None, flame_widths: bool = False, folder=None
 ) -> IctHead:
     """The ICT head with the chosen expression parameterisation.
 
     n_exp: live expression columns (semantic: the first n_exp of the 52, default all; pca:
-    components, default 50, at most 52). flame_widths=True pads shapedirs to 300 shape columns and
-    50 or 100 expression columns (what FlameModel.validate and FlameLayer accept today); False
-    gives the compact [V,3,100+n_exp]. folder: another asset folder (tests).
+    components, default 50, at most 52). Default: the compact shapedirs [V,3,100+n_exp]
+    (model.n_shape = 100; 48 MB of float32). flame_widths=True pads it to FLAME's 300 shape and 50
+    or 100 expression columns (128 MB; for writing a file that tools reading only FLAME's widths
+    take). shapedirs is a transposed view of a C-contiguous [L,V,3] array, the layout FlameLayer
+    uses, so building a layer copies nothing. folder: another asset folder (tests).
     """
     arrays, manifest = read_asset(folder)
     semantic = list(manifest["semantic_names"])
@@ -184,16 +185,21 @@ def load_ict_head(
     V = int(manifest["n_verts"])
     n_id = int(manifest["n_identity"])
 
+    width = (N_EXP_MAX if n_live > 50 else 50) if flame_widths else n_live
+    n_shape_cols = N_SHAPE_MAX if flame_widths else n_id
+    rows = np.zeros((n_shape_cols + width, V, 3), np.float32)  # [L,V,3]; shapedirs is its [V,3,L] view
+    rows[:n_id] = arrays["identity"]
+    live = rows[n_shape_cols : n_shape_cols + n_live]  # [n_live,V,3], filled below
     sem_cols = [exp_names.index(n) for n in semantic]
-    shapes = sparse_unpack(arrays["exp_index"], arrays["exp_delta"], arrays["exp_ptr"], V, sem_cols)  # [V,3,S]
     mix = to_pca = None
     if parameterisation == "semantic":
-        live = shapes[:, :, :n_live]
+        sparse_rows(arrays["exp_index"], arrays["exp_delta"], arrays["exp_ptr"], V, sem_cols[:n_live], out=live)
         names = semantic[:n_live]
         descriptions = [f"ICT expression shape {n}" for n in names]
     else:
+        shapes = sparse_rows(arrays["exp_index"], arrays["exp_delta"], arrays["exp_ptr"], V, sem_cols)  # [S,V,3]
         mix = arrays["pca_mix"][:, :n_live]
-        live = (shapes.reshape(V * 3, -1) @ mix.astype(np.float32)).reshape(V, 3, n_live)
+        np.matmul(mix.T.astype(np.float32), shapes.reshape(len(sem_cols), -1), out=live.reshape(n_live, -1))
         gram = arrays["semantic_gram"]  # shapes^T shapes [S,S], float64
         to_pca = np.linalg.solve(mix.T @ gram @ mix, mix.T @ gram)
         names = [f"pca{k:02d}" for k in range(n_live)]
@@ -203,12 +209,7 @@ def load_ict_head(
             "PCA expression component; mostly " + ", ".join(semantic[s] for s in top[:, k]) for k in range(n_live)
         ]
 
-    width = (N_EXP_MAX if n_live > 50 else 50) if flame_widths else n_live
-    n_shape_cols = N_SHAPE_MAX if flame_widths else n_id
-    shapedirs = np.zeros((V, 3, n_shape_cols + width), np.float32)
-    shapedirs[:, :, :n_id] = np.moveaxis(arrays["identity"], 0, 2)
-    shapedirs[:, :, n_shape_cols : n_shape_cols + n_live] = live
-
+    shapedirs = rows.transpose(1, 2, 0)
     axis, angle = arrays["jaw_axis"].astype(np.float64), float(arrays["jaw_angle"])
     K = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
     g = (K.reshape(-1) / (np.sin(angle) * np.sum(K * K))).astype(np.float32)
@@ -232,9 +233,9 @@ def load_ict_head(
             "n_identity": n_id,
             "n_exp": n_live,
         },
+        n_shape=n_shape_cols,
     )
-    if flame_widths:
-        model.validate()
+    model.validate()
     landmarks = LandmarkEmbedding(
         static_faces=arrays["static_faces"].astype(np.int64),
         static_bary=arrays["static_bary"].astype(np.float32),

@@ -58,6 +58,26 @@ def sparse_pack(deltas: np.ndarray, tol: float) -> tuple[np.ndarray, np.ndarray,
     return np.concatenate(idx), np.concatenate(vals), np.array(ptr, np.int64)
 
 
+def sparse_rows(
+    index: np.ndarray,
+    delta: np.ndarray,
+    ptr: np.ndarray,
+    n_verts: int,
+    shapes: list[int] | None = None,
+    out: np.ndarray | None = None,
+    dtype=np.float32,
+) -> np.ndarray:
+    """The expression shapes (all, or the listed ones in that order) as dense offsets [len,V,3],
+    written into `out` [len,V,3] (zeros elsewhere) when given."""
+    shapes = list(range(len(ptr) - 1)) if shapes is None else list(shapes)
+    if out is None:
+        out = np.zeros((len(shapes), n_verts, 3), dtype)
+    for row, e in enumerate(shapes):
+        a, b = ptr[e], ptr[e + 1]
+        out[row, index[a:b].astype(np.int64)] = delta[a:b]
+    return out
+
+
 def sparse_unpack(
     index: np.ndarray,
     delta: np.ndarray,
@@ -66,13 +86,8 @@ def sparse_unpack(
     shapes: list[int] | None = None,
     dtype=np.float32,
 ) -> np.ndarray:
-    """The expression shapes (all, or the listed ones in that order) as dense [V,3,len] offsets."""
-    shapes = list(range(len(ptr) - 1)) if shapes is None else list(shapes)
-    out = np.zeros((n_verts, 3, len(shapes)), dtype)
-    for col, e in enumerate(shapes):
-        a, b = ptr[e], ptr[e + 1]
-        out[index[a:b].astype(np.int64), :, col] = delta[a:b]
-    return out
+    """The expression shapes as dense [V,3,len] offsets (a view of `sparse_rows`' [len,V,3])."""
+    return sparse_rows(index, delta, ptr, n_verts, shapes, dtype=dtype).transpose(1, 2, 0)
 
 
 def array_digest(arrays: dict[str, np.ndarray]) -> dict[str, str]:

@@ -3,6 +3,11 @@
 Official FLAME pickles (2020, 2023) and DECA's `landmark_embedding.npy` are pickles; they are
 read with the restricted unpickler of `unpickle.py`, never with plain `pickle` or
 `np.load(allow_pickle=True)`. Our own copies are plain `.npz` files (no pickle).
+
+Files are checked before anything is allocated from what they claim (docs/security.md): the
+unpickler's budget (twice the file's size), `.npz` entries that unpack to at most
+`NPZ_MAX_RATIO` times the archive, at most `MAX_VERTS` vertices, and every array's shape checked
+against FLAME's layout before it is converted. Any failure is an `InputError` naming the file.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ from numpy.lib import format as npy_format
 
 from faceedit_core.errors import InputError, MissingModelError
 from faceedit_core.storage.atomic import atomic_write
-from faceedit_core.storage.unpickle import safe_load
+from faceedit_core.storage.unpickle import BUDGET_FLOOR, check_zip_sizes, reading_errors, safe_load
 
 N_JOINTS = 5
+MAX_VERTS = 100_000  # FLAME has 5023, the demo head 9554; shapedirs of 100k vertices is 480 MB as float32
+NPZ_MAX_RATIO = 8  # a .npz's entries may unpack to 8x the archive (+1 MiB): savez_compressed of floats is ~1.1x
 N_SHAPE_MAX = 300  # FLAME shapedirs columns [0, 300) are identity, [300, 400) expression
 N_EXP_MAX = 100
 
@@ -28,8 +35,10 @@ N_EXP_MAX = 100
 class FlameModel:
     """A FLAME head model as arrays, in the official names.
 
-    v_template [V,3], shapedirs [V,3,300+100], posedirs [V,3,36], J_regressor [5,V] (dense),
+    v_template [V,3], shapedirs [V,3,n_shape+n_exp], posedirs [V,3,36], J_regressor [5,V] (dense),
     weights [V,5], parents [5] (root -1), f [F,3] int64; optional UVs vt [T,2], ft [F,3].
+    n_shape: how many leading shapedirs columns are identity (FLAME's files: 300, with 100 or 50
+    expression columns after them; another head, such as the ICT head, may have fewer of each).
     """
 
     v_template: np.ndarray
@@ -42,14 +51,22 @@ class FlameModel:
     vt: np.ndarray | None = None
     ft: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
+    n_shape: int = N_SHAPE_MAX
 
     @property
     def n_verts(self) -> int:
         return int(self.v_template.shape[0])
 
+    @property
+    def n_exp(self) -> int:
+        """Expression columns: shapedirs columns past the n_shape identity ones."""
+        return int(self.shapedirs.shape[2]) - int(self.n_shape)
+
     def validate(self) -> "FlameModel":
         """Check every array's shape against FLAME's layout; raise InputError naming the key."""
         V = self.v_template.shape[0] if self.v_template.ndim == 2 else -1
+        if V > MAX_VERTS:
+            raise InputError(f"FLAME key 'v_template' has {V} vertices, more than {MAX_VERTS}")
         expect = {
             "v_template": (V, 3),
             "shapedirs": (V, 3, None),
@@ -63,11 +80,7 @@ class FlameModel:
             arr = getattr(self, key)
             if arr.ndim != len(shape) or any(s is not None and a != s for a, s in zip(arr.shape, shape)):
                 raise InputError(f"FLAME key '{key}' has shape {arr.shape}, expected {shape} (V={V})")
-        if self.shapedirs.shape[2] not in (N_SHAPE_MAX + N_EXP_MAX, N_SHAPE_MAX + 50):
-            raise InputError(
-                f"FLAME key 'shapedirs' has {self.shapedirs.shape[2]} components, "
-                "expected 400 (300 shape + 100 expression)"
-            )
+        check_widths(self.shapedirs.shape[2], self.n_shape)
         if self.parents[0] != -1 or any(not 0 <= p < j for j, p in enumerate(self.parents[1:], 1)):
             raise InputError(
                 f"FLAME kinematic tree must have root -1 and parents before children, got {self.parents.tolist()}"
@@ -81,15 +94,43 @@ class FlameModel:
         return self
 
 
+def check_widths(columns: int, n_shape: int) -> None:
+    """shapedirs' columns = n_shape identity + expression; raise InputError otherwise.
+
+    FLAME's files (n_shape 300) hold 100 expression columns (50 in some exports); a model with a
+    narrower identity space (the ICT head's 100 modes) holds 1..N_EXP_MAX expression columns."""
+    if isinstance(n_shape, bool) or not isinstance(n_shape, (int, np.integer)) or not 1 <= n_shape <= N_SHAPE_MAX:
+        raise InputError(f"FLAME model's shape width n_shape must be an integer in 1..{N_SHAPE_MAX}, got {n_shape!r}")
+    n_exp = columns - int(n_shape)
+    if n_shape == N_SHAPE_MAX and n_exp not in (N_EXP_MAX, 50):
+        raise InputError(f"FLAME key 'shapedirs' has {columns} components, expected 400 (300 shape + 100 expression)")
+    if not 1 <= n_exp <= N_EXP_MAX:
+        raise InputError(
+            f"FLAME key 'shapedirs' has {columns} components: {n_shape} shape + {n_exp} expression, "
+            f"expected 1..{N_EXP_MAX} expression columns"
+        )
+
+
 def _as_float(value, key: str) -> np.ndarray:
     arr = np.asarray(value)
-    if arr.dtype == object:
-        raise InputError(f"FLAME key '{key}' could not be read as an array")
-    return arr.astype(np.float32)
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise InputError(f"FLAME key '{key}' could not be read as an array of numbers")
+    return arr
+
+
+def _shape_width(value) -> int:
+    """The `n_shape` entry of our own `.npz` (absent in FLAME's files: 300) as an int."""
+    arr = np.asarray(value)
+    if arr.shape != () or arr.dtype.kind not in "iu":
+        raise InputError(f"FLAME key 'n_shape' must be one integer, got {arr.dtype} of shape {arr.shape}")
+    return int(arr)
 
 
 def model_from_dict(data: dict, source: str = "") -> FlameModel:
-    """Build a FlameModel from the official pickle dict (chumpy/sparse already made plain)."""
+    """Build a FlameModel from the official pickle dict (chumpy/sparse already made plain).
+
+    Every array's shape is checked against FLAME's layout before any is converted (copied).
+    """
     missing = [
         k
         for k in ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "kintree_table", "f")
@@ -97,24 +138,32 @@ def model_from_dict(data: dict, source: str = "") -> FlameModel:
     ]
     if missing:
         raise InputError(f"{source or 'FLAME model'} lacks the key(s) {missing}")
-    if "parents" in data:
-        parents = np.asarray(data["parents"]).astype(np.int64)
-    else:
-        parents = np.asarray(data["kintree_table"])[0].astype(np.int64)
+    tree = _as_float(data["parents"] if "parents" in data else data["kintree_table"], "kintree_table")
+    if tree.ndim not in (1, 2) or tree.shape[-1] != N_JOINTS or tree.size > 2 * N_JOINTS:
+        raise InputError(f"FLAME kinematic tree has shape {tree.shape}, expected ({N_JOINTS},) or (2, {N_JOINTS})")
+    parents = (tree if tree.ndim == 1 else tree[0]).astype(np.int64)
     parents[0] = -1  # stored as uint32 -1 (4294967295) in the official files
-    model = FlameModel(
+    optional = {k: _as_float(data[k], k) for k in ("vt", "ft") if data.get(k) is not None}
+    raw = FlameModel(
         v_template=_as_float(data["v_template"], "v_template"),
         shapedirs=_as_float(data["shapedirs"], "shapedirs"),
         posedirs=_as_float(data["posedirs"], "posedirs"),
         J_regressor=_as_float(data["J_regressor"], "J_regressor"),
         weights=_as_float(data["weights"], "weights"),
         parents=parents,
-        f=np.asarray(data["f"]).astype(np.int64),
-        vt=_as_float(data["vt"], "vt") if data.get("vt") is not None else None,
-        ft=np.asarray(data["ft"]).astype(np.int64) if data.get("ft") is not None else None,
+        f=_as_float(data["f"], "f"),
+        vt=optional.get("vt"),
+        ft=optional.get("ft"),
         meta={"source": source},
+        n_shape=_shape_width(data.get("n_shape", N_SHAPE_MAX)),
     )
-    return model.validate()
+    raw.validate()  # shapes and index ranges on the arrays as read, before any copy
+    floats = ("v_template", "shapedirs", "posedirs", "J_regressor", "weights", "vt")
+    for key in floats + ("f", "ft"):
+        arr = getattr(raw, key)
+        if arr is not None:
+            setattr(raw, key, arr.astype(np.float32 if key in floats else np.int64))
+    return raw
 
 
 def load_flame_model(path: str | os.PathLike) -> FlameModel:
@@ -125,21 +174,30 @@ def load_flame_model(path: str | os.PathLike) -> FlameModel:
             f"FLAME model {path} not found: download FLAME 2020 (generic_model.pkl) or FLAME 2023 "
             f"from the FLAME website (registration required) and put it in <models>/flame/"
         )
-    if path.suffix.lower() == ".npz":
-        with np.load(path, allow_pickle=False) as npz:
-            data = {k: npz[k] for k in npz.files}
-    else:
-        data = safe_load(path)
-        if not isinstance(data, dict):
-            raise InputError(f"{path} does not hold a FLAME dict (got {type(data).__name__})")
-    return model_from_dict(data, source=str(path))
+    with reading_errors(str(path)):
+        if path.suffix.lower() == ".npz":
+            data = _read_npz(path)
+        else:
+            data = safe_load(path)
+            if not isinstance(data, dict):
+                raise InputError(f"{path} does not hold a FLAME dict (got {type(data).__name__})")
+        return model_from_dict(data, source=str(path))
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """A plain `.npz` (no pickle), its entries' unpacked sizes checked first."""
+    check_zip_sizes(path, NPZ_MAX_RATIO * path.stat().st_size + BUDGET_FLOOR, str(path))
+    with np.load(path, allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
 
 
 def save_flame_model(model: FlameModel, path: str | os.PathLike) -> Path:
     """Write a FlameModel as a plain `.npz` atomically."""
     model.validate()
-    arrays = {f.name: getattr(model, f.name) for f in fields(model) if f.name != "meta"}
+    arrays = {f.name: getattr(model, f.name) for f in fields(model) if f.name not in ("meta", "n_shape")}
     arrays = {k: v for k, v in arrays.items() if v is not None}
+    if model.n_shape != N_SHAPE_MAX:  # FLAME-width files stay exactly as they were
+        arrays["n_shape"] = np.int64(model.n_shape)
     return atomic_savez(path, arrays)
 
 
@@ -221,9 +279,13 @@ def load_landmark_embedding(
     path = Path(path)
     if not path.is_file():
         raise MissingModelError(f"landmark embedding {path} not found (DECA's data/landmark_embedding.npy)")
+    with reading_errors(str(path)):
+        return _landmark_embedding(path, dynamic_path)
+
+
+def _landmark_embedding(path: Path, dynamic_path: str | os.PathLike | None) -> LandmarkEmbedding:
     if path.suffix.lower() == ".npz":
-        with np.load(path, allow_pickle=False) as npz:
-            data = {k: npz[k] for k in npz.files}
+        data = _read_npz(path)
     elif path.suffix.lower() == ".npy":
         data = _unwrap(_read_npy_object(path))
     else:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from faceedit_core.flame.io import N_SHAPE_MAX, FlameModel, LandmarkEmbedding, load_flame_model, load_landmark_embedding
+from faceedit_core.flame.io import FlameModel, LandmarkEmbedding, load_flame_model, load_landmark_embedding
 from faceedit_core.flame.landmarks import contour_rows, landmarks_from_faces
 from faceedit_core.flame.lbs import blend_shapes, lbs
 from faceedit_core.params import FlameParams
@@ -33,8 +33,9 @@ class FlameOutput:
 class FlameLayer(nn.Module):
     """FLAME forward pass: FlameParams -> FlameOutput.
 
-    Expression coefficient k uses shapedirs column 300 + k whatever the number of shape
-    coefficients; shorter shape/expression vectors are prefixes of the model's.
+    Expression coefficient k uses shapedirs column model.n_shape + k (300 + k in FLAME's files)
+    whatever the number of shape coefficients given; shorter shape/expression vectors are prefixes
+    of the model's.
     """
 
     def __init__(self, model: FlameModel, landmarks: LandmarkEmbedding):
@@ -44,15 +45,21 @@ class FlameLayer(nn.Module):
         as32 = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32))  # noqa: E731
         V = model.n_verts
         self.register_buffer("v_template", as32(model.v_template))
-        # blendshapes as [L, V*3] matrices: a prefix of coefficients is a prefix of rows
+        # blendshapes as [L, V*3] matrices: a prefix of coefficients is a prefix of rows. A model
+        # whose float32 shapedirs [V,3,L] is a transposed view of an [L,V,3] array (the ICT loader
+        # builds it so) is used in place: no copy of its (48 MB) blendshapes
         dirs = np.asarray(model.shapedirs, dtype=np.float32).reshape(V * 3, -1).T
-        self.register_buffer("shapedirs", torch.from_numpy(np.ascontiguousarray(dirs[:N_SHAPE_MAX])))
-        self.register_buffer("exprdirs", torch.from_numpy(np.ascontiguousarray(dirs[N_SHAPE_MAX:])))
-        # components that are zero at every vertex add nothing (the demo head fills 40 of the 300
-        # shape and 16 of the 100 expression slots): blends skip them
+        n_shape = int(model.n_shape)
+        self.register_buffer("shapedirs", torch.from_numpy(np.ascontiguousarray(dirs[:n_shape])))
+        self.register_buffer("exprdirs", torch.from_numpy(np.ascontiguousarray(dirs[n_shape:])))
+        # components that are zero at every vertex add nothing (the procedural head fills 40 of the
+        # 300 shape and 16 of the 100 expression slots): blends skip them
         self._live = {name: _LiveRows.of(getattr(self, name)) for name in ("shapedirs", "exprdirs")}
-        # [V,3,36] -> [36, 3V] with row index 3v + c (C order), as FLAME's correctives are stored.
+        # [V,3,36] -> [36, 3V] with row index 3v + c (C order), as FLAME's correctives are stored;
+        # rows that are zero everywhere (the ICT head has only the jaw's 9) are skipped too
         self.register_buffer("posedirs", as32(model.posedirs.reshape(V * 3, -1).T.copy()))
+        live_pose = _LiveRows.of(self.posedirs)
+        self.pose_rows = None if live_pose is None else torch.tensor(live_pose.rows, dtype=torch.long)
         self.register_buffer("J_regressor", as32(model.J_regressor))
         self.register_buffer("lbs_weights", as32(model.weights))
         self.register_buffer("parents", torch.as_tensor(model.parents, dtype=torch.long))
@@ -93,7 +100,10 @@ class FlameLayer(nn.Module):
         params.validate(n_shape=self.n_shape, n_exp=self.n_exp)
         p = params.to(self.v_template.device, self.v_template.dtype)
         v_shaped = self.identity_template(p.shape) + self._blend(p.expression, "exprdirs")
-        verts, joints = lbs(v_shaped, p.full_pose(), self.posedirs, self.J_regressor, self.parents, self.lbs_weights)
+        rows = None if self.pose_rows is None else self.pose_rows.to(self.posedirs.device)
+        verts, joints = lbs(
+            v_shaped, p.full_pose(), self.posedirs, self.J_regressor, self.parents, self.lbs_weights, pose_rows=rows
+        )
         landmarks = self.landmarks(verts, p.global_pose, p.neck_pose)
         full = landmarks_from_faces(verts, self.faces, self.full_faces, self.full_bary)
         t = p.transl[:, None]
@@ -153,7 +163,7 @@ class _LiveRows:
 
     @classmethod
     def of(cls, dirs: torch.Tensor) -> "_LiveRows | None":
-        live = torch.nonzero(dirs.abs().amax(1) > 0).squeeze(1).tolist()
+        live = torch.nonzero((dirs.amax(1) > 0) | (dirs.amin(1) < 0)).squeeze(1).tolist()  # no |dirs| copy
         return None if len(live) == len(dirs) else cls(live)
 
     def below(self, n: int, device: torch.device) -> torch.Tensor:
@@ -198,8 +208,8 @@ class FlameSubset(nn.Module):
         regress = lambda dirs: torch.einsum("jv,lvc->ljc", full.J_regressor, dirs.view(len(dirs), V, 3)).reshape(
             len(dirs), -1
         )  # noqa: E731
-        self.register_buffer("joint_shapedirs", regress(full.shapedirs))  # [300, J*3]
-        self.register_buffer("joint_exprdirs", regress(full.exprdirs))  # [100, J*3]
+        self.register_buffer("joint_shapedirs", regress(full.shapedirs))  # [n_shape, J*3]
+        self.register_buffer("joint_exprdirs", regress(full.exprdirs))  # [n_exp, J*3]
         self.register_buffer("faces", remap[full.faces])
 
     def forward(self, params: FlameParams) -> tuple[torch.Tensor, torch.Tensor]:

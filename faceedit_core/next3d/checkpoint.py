@@ -6,9 +6,12 @@ StyleGAN2-ADA "persistent" objects: each is rebuilt by
 full source (`module_src`) and the object's `__dict__` (`state`). The official loader executes
 that source. `ReleaseUnpickler` does not: the reconstructor is replaced by `PersistentRecord`
 (which keeps meta as data), the classes pickled by reference (OSGDecoder, torch containers,
-EasyDict, ...) by inert `StubRecord`s, tensors are rebuilt through torch's weights-only
-loader, and any other global is refused. `release_state_dict` then walks `_parameters` /
-`_buffers` / `_modules` into the dotted names `state_dict()` would give.
+EasyDict, ...) by inert `StubRecord`s, tensors are rebuilt from their storages' bytes with
+their views checked (unpickle.py: positive strides, inside the storage, within the file's
+budget, so an `expand`-ed Parameter cannot turn 4 bytes into a gigabyte on `clone`), and any
+other global is refused without importing anything to look it up. `release_state_dict` then
+walks `_parameters` / `_buffers` / `_modules` into the dotted names `state_dict()` would give.
+Any failure while reading is an `InputError` naming the file.
 
 Our format: `<stem>.json` (config, sha256) and the weights it names (state dict + `uv_mask`;
 `faceedit_core.storage.checkpoints`). A release pickle is converted once into a cache under
@@ -32,7 +35,7 @@ from faceedit_core.next3d.renderer import RenderSettings
 from faceedit_core.next3d.topology import Next3DTopology
 from faceedit_core.storage import checkpoints
 from faceedit_core.storage.home import faceedit_home, sha256_file
-from faceedit_core.storage.unpickle import SafeUnpickler
+from faceedit_core.storage.unpickle import MAX_DEPTH, SafeUnpickler, reading_errors
 
 FORMAT = "faceedit-next3d"
 FORMAT_VERSION = 1
@@ -101,23 +104,29 @@ def _safe_reconstructor(cls, base, state=None):
     return cls.__new__(cls)
 
 
-def _rebuild_from_type(func, cls, args, state):
-    """torch._tensor._rebuild_from_type_v2 for plain tensors and parameters only."""
-    if cls not in (torch.Tensor, torch.nn.Parameter) or func not in (
-        torch._utils._rebuild_tensor_v2,
-        torch._utils._rebuild_parameter,
-    ):
-        raise UnsafeFileError(f"refusing to rebuild a tensor of type {cls!r} from the Next3D pickle")
-    return func(*args)
-
-
 class ReleaseUnpickler(SafeUnpickler):
     """SafeUnpickler (numpy and torch tensor rebuilding) plus the Next3D pickle's stand-ins."""
 
     def __init__(self, file):
         super().__init__(file, allow_torch=True)
 
+    def _rebuild_parameter(self, data, requires_grad=False, hooks=None, state=None):
+        """torch._utils._rebuild_parameter(_with_state) for a checked tensor, without hooks or attributes."""
+        if not isinstance(data, torch.Tensor) or hooks or state:
+            raise UnsafeFileError("refusing a Parameter that is not a plain tensor (hooks or attributes)")
+        return torch.nn.Parameter(data, requires_grad=bool(requires_grad))
+
+    def _rebuild_from_type(self, func, cls, args, state=None):
+        """torch._tensor._rebuild_from_type_v2 for plain tensors and parameters only."""
+        if cls not in (torch.Tensor, torch.nn.Parameter) or func not in (self._rebuild_tensor, self._rebuild_parameter):
+            raise UnsafeFileError(f"refusing to rebuild a tensor of type {cls!r} from the Next3D pickle")
+        if not isinstance(args, tuple):
+            raise UnsafeFileError("a tensor rebuilt without its arguments in the Next3D pickle")
+        return func(*args)
+
     def find_class(self, module: str, name: str):
+        # No name is looked up with getattr on a module: torch loads submodules lazily on
+        # attribute access (`torch._inductor` alone imports about 900 modules).
         if (module, name) == ("torch_utils.persistence", "_reconstruct_persistent_obj"):
             return PersistentRecord
         if (module, name) == ("dnnlib.util", "EasyDict"):
@@ -125,11 +134,11 @@ class ReleaseUnpickler(SafeUnpickler):
         if (module, name) == ("copyreg", "_reconstructor"):
             return _safe_reconstructor
         if module == "torch._utils" and name in ("_rebuild_parameter", "_rebuild_parameter_with_state"):
-            return getattr(torch._utils, name)
+            return self._rebuild_parameter
         if (module, name) == ("torch._tensor", "_rebuild_from_type_v2"):
-            return _rebuild_from_type
-        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
-            return getattr(torch, name)
+            return self._rebuild_from_type
+        if module == "torch" and isinstance(vars(torch).get(name), torch.dtype):
+            return vars(torch)[name]
         if module == "torch" and name in ("device", "Size"):
             return str if name == "device" else tuple
         if module == "builtins" and name == "object":
@@ -147,21 +156,28 @@ def _state_of(obj) -> dict:
     raise UnsafeFileError(f"unexpected module object {type(obj).__name__} in the Next3D pickle")
 
 
-def release_state_dict(module_obj, prefix: str = "") -> dict[str, torch.Tensor]:
+def release_state_dict(module_obj, prefix: str = "", _depth: int = 0) -> dict[str, torch.Tensor]:
     """Walk `_parameters`, `_buffers` (persistent ones) and `_modules` into dotted names."""
+    if _depth > MAX_DEPTH:
+        raise UnsafeFileError(f"modules nested deeper than {MAX_DEPTH} levels in the Next3D pickle")
     state = _state_of(module_obj)
-    skip = set(state.get("_non_persistent_buffers_set", ()) or ())
+    skip = state.get("_non_persistent_buffers_set") or ()
+    if not isinstance(skip, (set, frozenset, list, tuple)):
+        raise UnsafeFileError(f"{prefix or 'the generator'}: a malformed _non_persistent_buffers_set")
     out: dict[str, torch.Tensor] = {}
+    for group in ("_parameters", "_buffers", "_modules"):
+        if not isinstance(state.get(group) or {}, dict):
+            raise UnsafeFileError(f"{prefix or 'the generator'}: its {group} is not a dict")
     for group in ("_parameters", "_buffers"):
         for name, value in (state.get(group) or {}).items():
             if value is None or (group == "_buffers" and name in skip):
                 continue
             if not isinstance(value, torch.Tensor):
                 raise UnsafeFileError(f"{prefix}{name} in the Next3D pickle is not a tensor")
-            out[prefix + name] = value.detach().clone() if isinstance(value, torch.nn.Parameter) else value
+            out[prefix + str(name)] = value.detach().clone() if isinstance(value, torch.nn.Parameter) else value
     for name, child in (state.get("_modules") or {}).items():
         if child is not None:
-            out.update(release_state_dict(child, f"{prefix}{name}."))
+            out.update(release_state_dict(child, f"{prefix}{name}.", _depth + 1))
     return out
 
 
@@ -183,24 +199,24 @@ def read_release_pickle(path: str | os.PathLike, key: str = "G_ema") -> ReleaseG
             f"Next3D checkpoint {path} does not exist (next3d_ffhq_512.pkl from the "
             "Next3D project page, in MODELS/next3d/)"
         )
-    with open(path, "rb") as f:
-        try:
+    with reading_errors(f"{path} (a Next3D pickle)"):
+        with open(path, "rb") as f:
             data = ReleaseUnpickler(f).load()
-        except UnsafeFileError:
-            raise
-        except Exception as exc:  # truncated or not a pickle
-            raise InputError(f"{path} is not a readable Next3D pickle: {exc}") from exc
-    g = data.get(key) if isinstance(data, dict) else None
-    if g is None:
-        raise InputError(
-            f"{path} has no '{key}' entry (keys: {sorted(data) if isinstance(data, dict) else type(data)})"
-        )
-    state = _state_of(g)
-    attrs = {
-        k: v for k, v in state.items() if not k.startswith("_") and not isinstance(v, (PersistentRecord, StubRecord))
-    }
-    meta = {k: v for k, v in g.meta.items() if k != "state"} if isinstance(g, PersistentRecord) else {}
-    return ReleaseGenerator(release_state_dict(g), attrs, dict(state.get("_init_kwargs") or {}), meta)
+        g = data.get(key) if isinstance(data, dict) else None
+        if g is None:
+            keys = sorted(map(str, data))[:8] if isinstance(data, dict) else type(data).__name__
+            raise InputError(f"{path} has no '{key}' entry (keys: {keys})")
+        state = _state_of(g)
+        attrs = {
+            k: v
+            for k, v in state.items()
+            if isinstance(k, str) and not k.startswith("_") and not isinstance(v, (PersistentRecord, StubRecord))
+        }
+        meta = {k: v for k, v in g.meta.items() if k != "state"} if isinstance(g, PersistentRecord) else {}
+        init_kwargs = state.get("_init_kwargs") or {}
+        if not isinstance(init_kwargs, dict):
+            raise UnsafeFileError(f"{path}: the generator's _init_kwargs is not a dict")
+        return ReleaseGenerator(release_state_dict(g), attrs, dict(init_kwargs), meta)
 
 
 def _plain(value):

@@ -17,6 +17,11 @@ quirk), top]; the tri-plane is `features * alpha + static * (1 - alpha)`.
 Everything is differentiable with respect to ws and the vertices (barycentrics of this
 project's rasteriser); the mouth box and the hole fill are decided without gradients, as in
 the release.
+
+`ws` may also be given as its two halves `(ws[:, :14], ws[:, 14:])` (`WsHalves`, `split_ws`):
+training edits only some rows, and a half that is the unedited, gradient-free tensor keeps the
+networks that read only it (the static tri-plane backbone for texture-only edits) out of the
+backward pass; a single [B,28,512] tensor that requires grad would pull all of them in.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from faceedit_core.next3d.topology import Next3DTopology, resize_mask
 
 N_LANDMARKS = 68
 NUM_WS = 28
+HALF_WS = NUM_WS // 2  # ws[:, :14]: static tri-plane, mouth, blending, super-resolution; ws[:, 14:]: texture
 PLANE_CHANNELS = 32
 TOPOLOGY_BUFFERS = ("dense_faces", "faces", "raw_uvcoords", "uvcoords", "uvfaces", "face_uvcoords")
 
@@ -51,6 +57,39 @@ class Next3DPlanes:
 
     planes: torch.Tensor
     parts: dict = field(default_factory=dict)
+
+
+WsHalves = tuple  # (eg3d_ws [B,14,512], texture_ws [B,14,512])
+
+
+def split_ws(ws: torch.Tensor | WsHalves, w_dim: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """ws [B,28,w_dim] or its halves (eg3d_ws [B,14,w_dim], texture_ws [B,14,w_dim]) -> the halves."""
+    if isinstance(ws, (tuple, list)):
+        if len(ws) != 2:
+            raise InputError(f"ws halves must be a pair (ws[:, :14], ws[:, 14:]), got {len(ws)} items")
+        eg3d, texture = ws
+        for name, half in (("ws[:, :14]", eg3d), ("ws[:, 14:]", texture)):
+            if half.dim() != 3 or half.shape[1:] != (HALF_WS, w_dim) or half.shape[0] != eg3d.shape[0]:
+                raise InputError(f"{name} must have shape [B,{HALF_WS},{w_dim}], got {list(half.shape)}")
+        return eg3d, texture
+    if ws.dim() != 3 or ws.shape[1:] != (NUM_WS, w_dim):
+        raise InputError(f"ws must have shape [B,{NUM_WS},{w_dim}], got {list(ws.shape)}")
+    return ws[:, :HALF_WS], ws[:, HALF_WS:]
+
+
+def edited_halves(ws: torch.Tensor, dws: torch.Tensor | None, levels) -> WsHalves:
+    """w + dw as halves, where a half with no edited level is `ws`'s own (gradient-free) rows.
+
+    ws [B,28,512] (no grad), dws [B,28,512] (zero outside `levels`) or None -> (eg3d_ws, texture_ws)."""
+    eg3d, texture = ws[:, :HALF_WS], ws[:, HALF_WS:]
+    if dws is None:
+        return eg3d, texture
+    levels = [int(v) for v in levels]
+    if any(v < HALF_WS for v in levels):
+        eg3d = eg3d + dws[:, :HALF_WS]
+    if any(v >= HALF_WS for v in levels):
+        texture = texture + dws[:, HALF_WS:]
+    return eg3d, texture
 
 
 def prepare_vertices(source) -> torch.Tensor:
@@ -169,14 +208,13 @@ class Next3DGenerator(nn.Module):
         return self.backbone.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
 
     # ------------------------------------------------------------ view-independent part
-    def _check_ws(self, ws: torch.Tensor) -> None:
-        if ws.dim() != 3 or ws.shape[1:] != (NUM_WS, self.config.w_dim):
-            raise InputError(f"ws must have shape [B,{NUM_WS},{self.config.w_dim}], got {list(ws.shape)}")
+    def _check_ws(self, ws: torch.Tensor | WsHalves) -> tuple[torch.Tensor, torch.Tensor]:
+        return split_ws(ws, self.config.w_dim)
 
     def _check_planes_inputs(self, ws, verts, fragments) -> int:
         """Validate planes() inputs; -> V, the number of mesh vertices before the landmarks."""
-        self._check_ws(ws)
-        B, n_min = ws.shape[0], int(self.faces.max()) + 1
+        eg3d_ws, _ = self._check_ws(ws)
+        B, n_min = eg3d_ws.shape[0], int(self.faces.max()) + 1
         n_mesh = verts.shape[1] - N_LANDMARKS if verts.dim() == 3 else -1
         if verts.dim() != 3 or verts.shape[0] != B or verts.shape[-1] != 3 or n_mesh < n_min:
             raise InputError(
@@ -196,21 +234,22 @@ class Next3DGenerator(nn.Module):
 
     def planes(
         self,
-        ws: torch.Tensor,
+        ws: torch.Tensor | WsHalves,
         verts: torch.Tensor,
         fragments: nr.PlaneFragments | None = None,
         keep_parts: bool = False,
         noise_mode: str = "const",
     ) -> Next3DPlanes:
-        """ws [B,28,512], verts [B,V+68,3] (FLAME metres, landmarks last) -> Next3DPlanes.
+        """ws [B,28,512] (or its halves, see split_ws), verts [B,V+68,3] (FLAME metres, landmarks
+        last) -> Next3DPlanes.
 
         `fragments` replays recorded rasteriser outputs (else this project's rasteriser runs)."""
         n_mesh = self._check_planes_inputs(ws, verts, fragments)
         s = nr.view_coords(verts.to(torch.float32))
         P = self.config.plane_resolution
         boxes = nr.mouth_box(nr.landmarks_2d(s[:, 0, n_mesh:]), P)  # checks the input before any network runs
-        B = ws.shape[0]
-        eg3d_ws, texture_ws = ws[:, : NUM_WS // 2], ws[:, NUM_WS // 2 :]
+        eg3d_ws, texture_ws = self._check_ws(ws)
+        B = eg3d_ws.shape[0]
         texture = self.texture_backbone.synthesis(_rows(texture_ws, self.texture_backbone), noise_mode=noise_mode)
         static = self.backbone.synthesis(_rows(eg3d_ws, self.backbone), noise_mode=noise_mode)
         static = static.view(B, 3, PLANE_CHANNELS, *static.shape[-2:])
@@ -254,7 +293,7 @@ class Next3DGenerator(nn.Module):
     def render_view(
         self,
         planes: Next3DPlanes | torch.Tensor,
-        ws: torch.Tensor,
+        ws: torch.Tensor | WsHalves,
         c: torch.Tensor,
         uniforms: Uniforms | None = None,
         neural_rendering_resolution: int | None = None,
@@ -262,12 +301,12 @@ class Next3DGenerator(nn.Module):
         """Planes of B heads, ws [B,28,512], cameras c [B,25] (or [N,25] for one head: every
         camera reuses the planes) -> dict(image [N,3,O,O] (O = output_resolution), image_raw [N,3,r,r],
         image_depth [N,1,r,r], feature_image [N,32,r,r], weights_sum [N,1,r,r])."""
-        self._check_ws(ws)
+        eg3d_ws, _ = self._check_ws(ws)
         tri = planes.planes if isinstance(planes, Next3DPlanes) else planes
         cam2world, intrinsics = camera_from_c(c.to(device=tri.device, dtype=torch.float32))
-        if tri.shape[0] != ws.shape[0] or (len(c) != tri.shape[0] and tri.shape[0] != 1):
+        if tri.shape[0] != eg3d_ws.shape[0] or (len(c) != tri.shape[0] and tri.shape[0] != 1):
             raise InputError(
-                f"planes ({tri.shape[0]}), ws ({ws.shape[0]}) and c ({len(c)}) need one batch size "
+                f"planes ({tri.shape[0]}), ws ({eg3d_ws.shape[0]}) and c ({len(c)}) need one batch size "
                 "(or a single head with several cameras)"
             )
         if tri.shape[0] == 1 and len(c) > 1:
@@ -287,7 +326,7 @@ class Next3DGenerator(nn.Module):
         feature_image = feats.permute(0, 2, 1).reshape(N, feats.shape[-1], R, R).contiguous()
         depth_image = depth.permute(0, 2, 1).reshape(N, 1, R, R)
         rgb = feature_image[:, :3]
-        image = self.superresolution(rgb, feature_image, ws[:, : NUM_WS // 2], noise_mode="none")
+        image = self.superresolution(rgb, feature_image, eg3d_ws, noise_mode="none")
         return {
             "image": image,
             "image_raw": rgb,
@@ -296,7 +335,7 @@ class Next3DGenerator(nn.Module):
             "weights_sum": wsum.permute(0, 2, 1).reshape(N, 1, R, R),
         }
 
-    def synthesis(self, ws: torch.Tensor, c: torch.Tensor, verts: torch.Tensor, **kwargs) -> dict:
+    def synthesis(self, ws: torch.Tensor | WsHalves, c: torch.Tensor, verts: torch.Tensor, **kwargs) -> dict:
         """planes then render_view; kwargs: fragments (planes), uniforms, neural_rendering_resolution."""
         frags = kwargs.pop("fragments", None)
         return self.render_view(self.planes(ws, verts, fragments=frags), ws, c, **kwargs)
@@ -304,8 +343,8 @@ class Next3DGenerator(nn.Module):
     def turntable(self, ws: torch.Tensor, verts: torch.Tensor, c: torch.Tensor, **kwargs) -> dict:
         """One head (ws [1,28,512], verts [1,V+68,3]) seen by N cameras c [N,25]: the planes are
         computed once and reused for every camera."""
-        if ws.shape[0] != 1:
-            raise InputError(f"turntable renders one head, ws has batch {ws.shape[0]}")
+        if self._check_ws(ws)[0].shape[0] != 1:
+            raise InputError(f"turntable renders one head, ws has batch {self._check_ws(ws)[0].shape[0]}")
         return self.render_view(self.planes(ws, verts), ws, c, **kwargs)
 
     def forward(

@@ -11,19 +11,24 @@ image's peak, float16 within 0.25 % / 0.05 %.
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from faceedit_core.errors import InputError
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+if TYPE_CHECKING:
+    import torch
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # torch-free, so `faceedit-server --help` imports no torch
+_DTYPE_NAMES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
 
 def reduced_dtype(precision: str, device: torch.device) -> torch.dtype:
     """The dtype of a `use_fp16` block for `precision` on `device`: "auto" is float16 on CUDA
     and float32 elsewhere, as released; "fp32", "bf16" and "fp16" force that type."""
+    import torch
+
     if precision not in PRECISIONS:
         raise InputError(f"precision {precision!r} is not one of {PRECISIONS}")
     if precision != "auto":
-        return _DTYPES[precision]
+        return getattr(torch, _DTYPE_NAMES[precision])
     return torch.float16 if device.type == "cuda" else torch.float32

@@ -167,10 +167,11 @@ class Next3DTopology:
 
     @classmethod
     def demo_head(cls) -> "Next3DTopology":
-        """The procedural demo head (faceedit_core.flame.default_head), mask all ones."""
-        from faceedit_core.flame.default_head import load_demo_flame
+        """The procedural head (faceedit_core.flame.default_head; FLAME-sized, one UV tile), mask all ones.
+        Next3D is built on FLAME's topology: the ICT default head cannot stand in here."""
+        from faceedit_core.flame.default_head import load_procedural_flame
 
-        return cls.from_flame_layer(load_demo_flame())
+        return cls.from_flame_layer(load_procedural_flame())
 
 
 def _mask_from(mask) -> torch.Tensor:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from faceedit_core.errors import InputError
-from faceedit_core.mappers import DualMappers, apply_mappers
+from faceedit_core.mappers import DualMappers
 from faceedit_core.params import FlameParams
 from faceedit_core.storage.mapper_store import MapperStore
 
@@ -73,12 +73,21 @@ def edit_latent(
 ) -> tuple[torch.Tensor, FlameParams]:
     """(ws [B,L,512], params [B]) -> (ws' [B,L,512], params' [B] with psi' = psi + sum s_i dpsi_i).
 
-    Only the expression changes in params; the mappers see the unedited inputs (composition).
+    A set trained on the first k expression coefficients (k = its n_exp, 50 by default: EMOCA's
+    and Next3D's width) reads and edits psi[:, :k]; the coefficients beyond stay as given. Only the
+    expression changes in params; every set sees the unedited inputs (composition).
     """
     for mapper, _ in mapper_sets:
-        if mapper.config.n_exp != params.n_exp:
+        if mapper.config.n_exp > params.n_exp:
             raise InputError(
                 f"a mapper set for {mapper.config.n_exp} expression coefficients cannot edit params with {params.n_exp}"
             )
-    ws_out, psi_out = apply_mappers(mapper_sets, ws, params.expression)
+    psi = params.expression
+    ws_out, psi_out = ws, psi
+    for mapper, intensity in mapper_sets:
+        k = mapper.config.n_exp
+        dws, dpsi = mapper(ws, psi[:, :k])
+        psi_out = psi_out + intensity * torch.nn.functional.pad(dpsi, (0, psi.shape[1] - k))
+        if dws is not None:
+            ws_out = ws_out + intensity * dws
     return ws_out, params.replace(expression=psi_out)

@@ -58,7 +58,8 @@ class PaperModels:
         md = ModelsDir(path)
         files = require(md, TRAIN_SLOTS if guidance else EDIT_SLOTS)
         flame = FlameLayer.from_files(files["flame"], files["landmarks"]).to(device)
-        generator = Next3DGenerator.from_checkpoint(files["next3d"]).to(device).eval()
+        # frozen: FaceEdit never trains Next3D (the mappers learn through it, paper Sec. III-C)
+        generator = Next3DGenerator.from_checkpoint(files["next3d"]).to(device).eval().requires_grad_(False)
         generator.superresolution.precision = sr_precision
         models = cls(flame, generator, hashes={k: sha256_file(p) for k, p in files.items()})
         if guidance:

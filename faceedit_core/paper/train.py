@@ -1,28 +1,34 @@
 """Paper tier: the text-guided optimisation of one Dual-Mapper set per prompt (paper Sec. III-C, IV-A).
 
 Each step draws B latent codes from a seeded pool (z -> ws through Next3D's mapping with the
-frontal conditioning camera) and B starting FLAME parameter sets (EMOCA fits of reference images,
-or the neutral face: the paper's "w/o ref"), applies the mappers (w' = w + dw, psi' = psi + dpsi),
-renders the original and the edited head with Next3D and minimises Eq. 11:
+frontal conditioning camera, truncated below Next3D's cutoff 14 only) and B starting FLAME
+parameter sets (EMOCA fits of reference images, or the neutral face: the paper's "w/o ref"),
+applies the mappers (w' = w + dw; psi'[:50] = psi[:50] + dpsi, the 50 coefficients EMOCA fits
+and Next3D was trained with), renders the original and the edited head with Next3D from the same
+camera and the same ray-sampling draws (a zero edit renders the same image) and minimises Eq. 11:
 
     L = l_clip (1 - cos(CLIP(I_edit), PAE target of CLIP(I_init)))      Eq. 7-9
       + l_id   (1 - cos(ArcFace(I_edit), ArcFace(I_init)))               Eq. 10
       + l_l2   (mean dw^2 over the edited levels + mean dpsi^2)          Eq. 6 (MSE form)
       + l_au   (geometric AU hinge of the preview tier; optional, 0 by default)
 
-with Adam on the mapper parameters only (every other network is frozen). Checkpoints every
-`checkpoint_every` steps (and on cancel) hold the mapper, Adam's state and both random number
-generators' states, so a resumed run continues bit for bit where the interrupted one stopped
-(on the same device and thread count).
+with Adam on the mapper parameters only. Next3D, CLIP and ArcFace are frozen for gradients
+(requires_grad_(False) for the run): no parameter gradient is computed or kept for them, and a ws
+half the mappers do not edit stays out of the backward pass (generator.edited_halves). Next3D's
+float16 super-resolution blocks run in float32 while training (see `training_precision`).
+Checkpoints every `checkpoint_every` steps (and on cancel) hold the mapper, Adam's state and both
+random number generators' states, so a resumed run continues bit for bit where the interrupted
+one stopped (on the same device and thread count).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 
@@ -35,7 +41,12 @@ from faceedit_core.params import FlameParams
 from faceedit_core.render.cameras import orbit
 from faceedit_core.storage import checkpoints
 
+if TYPE_CHECKING:
+    from faceedit_core.next3d.renderer import Uniforms
+
 CHECKPOINT_FORMAT = "faceedit.paper_train_checkpoint"
+EXP_WIDTH = 50  # expression coefficients EMOCA fits and Next3D's training meshes used
+TRUNCATION_CUTOFF = 14  # Next3D truncates ws[:, :14] only (the texture rows stay untruncated)
 BASES = ("gram_schmidt", "plain", "pca", "none")
 # fields that may differ between an interrupted run and its resumption
 RESUMABLE_CHANGES = ("steps", "checkpoint_every")
@@ -55,7 +66,11 @@ class PaperTrainConfig:
     basis: PAE basis ("gram_schmidt", "plain", "pca", or "none" = no projection, the paper's
         "w/o projection" ablation: the target is the prompt's text embedding); basis_prompts None = the expression
         prompts (the emotion corpus for "pca"); alpha 8.0 as in CLIP-PAE's own scripts.
-    truncation_psi: of the mapping network (ws levels below Next3D's cutoff 14).
+    truncation_psi, truncation_cutoff: of the mapping network; only the rows below the cutoff
+        (Next3D's 14: the static tri-plane, mouth, blending and super-resolution rows) are
+        truncated, as Next3D's own sampling does; the texture rows the mapper edits are not.
+    exp_width: the Emotion Mapper reads and edits psi[:, :exp_width] (50: EMOCA's width and the
+        expression parameters Next3D's training meshes had); the coefficients beyond stay as given.
     n_latents: size of the latent pool (the paper samples 5,000 codes per expression).
     yaw_deg: render views drawn uniformly in [-yaw_deg, yaw_deg] at pitch 0 (0 = frontal only).
     neutral: start from the neutral expression ("w/o ref"): the references (if any) give shapes only.
@@ -72,6 +87,8 @@ class PaperTrainConfig:
     basis_prompts: tuple[str, ...] | None = None
     alpha: float = 8.0
     truncation_psi: float = 0.7
+    truncation_cutoff: int | None = TRUNCATION_CUTOFF
+    exp_width: int = EXP_WIDTH
     n_latents: int = 5000
     yaw_deg: float = 0.0
     neutral: bool = False
@@ -86,6 +103,7 @@ class PaperTrainConfig:
             "batch": (1, 256),
             "n_latents": (1, 1_000_000),
             "checkpoint_every": (1, 10_000_000),
+            "exp_width": (1, 400),
         }
         for name, (lo, hi) in limits.items():
             if not lo <= getattr(self, name) <= hi:
@@ -96,6 +114,12 @@ class PaperTrainConfig:
             raise InputError("training fields need lr > 0, yaw_deg within 0..90, truncation_psi within (0, 1]")
         if not self.prompt.strip():
             raise InputError("training field 'prompt' is empty")
+        if self.truncation_cutoff is not None and not 0 <= self.truncation_cutoff <= 28:
+            raise InputError(f"training field 'truncation_cutoff' = {self.truncation_cutoff} is outside 0..28")
+        if self.basis_prompts is not None and (
+            not self.basis_prompts or not all(isinstance(t, str) and t.strip() for t in self.basis_prompts)
+        ):
+            raise InputError("training field 'basis_prompts' must be a non-empty list of non-empty prompts")
         return self
 
     def to_dict(self) -> dict:
@@ -149,6 +173,72 @@ def starting_params(refs: FlameParams | None, neutral: bool, n_shape: int, n_exp
     return p
 
 
+def edit_expression(psi: torch.Tensor, dpsi: torch.Tensor) -> torch.Tensor:
+    """psi [B,N] + dpsi [B,k] on the first k coefficients (k <= N); the others are left as given."""
+    k = dpsi.shape[1]
+    if k > psi.shape[1]:
+        raise InputError(f"the Emotion Mapper edits {k} expression coefficients, the params have {psi.shape[1]}")
+    if k == psi.shape[1]:
+        return psi + dpsi
+    return torch.cat([psi[:, :k] + dpsi, psi[:, k:]], dim=1)
+
+
+def sample_ws(generator, z: torch.Tensor, c: torch.Tensor, cfg: "PaperTrainConfig") -> torch.Tensor:
+    """z [B,512], conditioning cameras c [B,25] -> ws [B,28,512], truncated as Next3D does."""
+    return generator.mapping(z, c, truncation_psi=cfg.truncation_psi, truncation_cutoff=cfg.truncation_cutoff)
+
+
+def draw_uniforms(generator, batch: int, device) -> "Uniforms":
+    """One step's ray-sampling draws (stratified jitter and importance samples) for `batch` views
+    of Next3D's volume renderer, drawn from torch's generator on `device` as the renderer would;
+    the initial and the edited render of a step both use them."""
+    from faceedit_core.next3d.renderer import Uniforms
+
+    R = generator.neural_rendering_resolution
+    rs = generator.render_settings
+    strat = torch.rand((batch, R * R, rs.depth_resolution, 1), device=device)
+    di = rs.depth_resolution_importance
+    imp = torch.rand((batch * R * R, di), device=device) if di > 0 else None
+    return Uniforms(strat, imp)
+
+
+@contextlib.contextmanager
+def frozen(*modules):
+    """requires_grad_(False) on every parameter of `modules` for the block; the flags are restored after."""
+    params = [p for m in modules if m is not None for p in m.parameters()]
+    flags = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in zip(params, flags):
+            p.requires_grad_(flag)
+
+
+@contextlib.contextmanager
+def training_precision(generator):
+    """Next3D's super-resolution blocks in float32 while training when they would run in float16.
+
+    The release runs them in float16 on CUDA ("auto"), for inference. In training the gradient of
+    the CLIP and identity losses reaches every output pixel through them, and per pixel it is tiny
+    (the loss is a mean over a 224^2 resize of a 512^2 image): float16's smallest normal value is
+    6e-5, so without loss scaling much of it would flush to zero. They hold 2.3 M of Next3D's
+    174 M parameters, so float32 costs little memory; loss scaling would instead add a scale that
+    skips steps on overflow, which the checkpoints would have to carry for bit-exact resumption.
+    "bf16" (float32's exponent range) and "fp32" are kept; "auto" and "fp16" become "fp32".
+    """
+    sr = getattr(generator, "superresolution", None)
+    before = getattr(sr, "precision", None)
+    try:
+        if before in ("auto", "fp16"):
+            sr.precision = "fp32"
+        yield
+    finally:
+        if before is not None:
+            sr.precision = before
+
+
 class _Objective:
     """Eq. 11 for one batch, with the prompt's text embedding and PAE basis computed once."""
 
@@ -171,20 +261,26 @@ class _Objective:
             self.au_target = dict(target)
             self.au = AUObjective(models.flame)
 
-    def render(self, ws: torch.Tensor, params: FlameParams, c: torch.Tensor) -> torch.Tensor:
-        """ws [B,28,512], params [B], c [B,25] -> images [B,3,H,W] in about [-1,1]."""
+    def render(self, ws, params: FlameParams, c: torch.Tensor, uniforms=None) -> torch.Tensor:
+        """ws [B,28,512] or its halves, params [B], c [B,25], ray-sampling draws -> images [B,3,H,W]
+        in about [-1,1]."""
         from faceedit_core.next3d.generator import flame_inputs
 
-        return self.models.generator.synthesis(ws, c, flame_inputs(self.models.flame, params))["image"]
+        verts = flame_inputs(self.models.flame, params)
+        return self.models.generator.synthesis(ws, c, verts, uniforms=uniforms)["image"]
 
-    def __call__(self, ws, params, dws, dpsi, c) -> tuple[torch.Tensor, dict[str, float]]:
+    def __call__(self, ws, params, dws, dpsi, c, uniforms=None) -> tuple[torch.Tensor, dict[str, float]]:
+        """One batch's Eq. 11: ws [B,28,512], params [B], residuals dws [B,28,512] (or None) and
+        dpsi [B,k] (k = the edited prefix of psi), cameras c [B,25], and the ray-sampling draws both
+        renders share (`draw_uniforms`; None draws each render's own)."""
+        from faceedit_core.next3d.generator import edited_halves
+
         m, cfg = self.models, self.cfg
-        edited_ws = ws if dws is None else ws + dws
-        edited = params.replace(expression=params.expression + dpsi)
+        edited = params.replace(expression=edit_expression(params.expression, dpsi))
         with torch.no_grad():
-            image0 = self.render(ws, params, c)
+            image0 = self.render(ws, params, c, uniforms)
             target = obj.clip_target(m.clip, self.basis, image0, cfg.prompt, cfg.alpha)
-        image1 = self.render(edited_ws, edited, c)
+        image1 = self.render(edited_halves(ws, dws, cfg.mapper.texture_levels), edited, c, uniforms)
         levels = list(cfg.mapper.texture_levels)
         terms = {
             "clip": obj.clip_loss(m.clip, image1, target),
@@ -207,7 +303,8 @@ class _Run:
 
     def __init__(self, models: PaperModels, cfg: PaperTrainConfig, device: torch.device):
         self.cfg = cfg
-        mcfg = MapperConfig.from_dict({**cfg.mapper.to_dict(), "n_exp": models.flame.n_exp})
+        n_exp = min(cfg.exp_width, models.flame.n_exp)
+        mcfg = MapperConfig.from_dict({**cfg.mapper.to_dict(), "n_exp": n_exp})
         torch.manual_seed(cfg.seed)
         self.mapper = DualMappers(mcfg).to(device).train()
         self.opt = torch.optim.Adam(self.mapper.parameters(), lr=cfg.lr)
@@ -313,6 +410,11 @@ def train_mappers(
     Cancelled is raised).
     """
     cfg.validate()
+    with frozen(models.generator, models.clip, models.arcface), training_precision(models.generator):
+        return _train(models, cfg, out, refs, progress, cancel, resume)
+
+
+def _train(models, cfg, out, refs, progress, cancel, resume) -> TrainResult:
     flame = models.flame
     device = flame.v_template.device
     starts = starting_params(refs, cfg.neutral, flame.n_shape, flame.n_exp)
@@ -354,10 +456,11 @@ def train_mappers(
         yaw = (torch.rand(B, generator=run.sampler) * 2 - 1) * cfg.yaw_deg
         c = orbit(yaw, 0.0).eg3d_c().to(device)
         with torch.no_grad():
-            ws = models.generator.mapping(z, c_cond.expand(B, -1), truncation_psi=cfg.truncation_psi)
-        dws, dpsi = run.mapper(ws, params.expression)
+            ws = sample_ws(models.generator, z, c_cond.expand(B, -1), cfg)
+        uniforms = draw_uniforms(models.generator, B, device)
+        dws, dpsi = run.mapper(ws, params.expression[:, : run.mapper.config.n_exp])
         try:
-            loss, parts = objective(ws, params, dws, dpsi, c)
+            loss, parts = objective(ws, params, dws, dpsi, c, uniforms)
         except InputError as exc:  # e.g. psi' beyond FLAME's range: the optimisation diverged
             where = f"the last checkpoint is {ckpt_path}" if ckpt_path.is_file() else "no checkpoint was written yet"
             raise InputError(

@@ -4,6 +4,13 @@ Each entry maps a phrase (and its synonyms) to target AU intensities on the crit
 (1.0 = a clear, full action). Emotion prototypes follow EMFACS; the paper's six prompts use the
 AU sets of its evaluation (Smile AU6+12, Angry AU4+5+7+23, Sad AU1+4+15, Close Eyes AU43,
 Raise Brow AU1+2, Frown Brow AU4).
+
+Sides: AU names are bilateral here ("AU12" = both corners). A clause that names a side ("the left
+eye", "on the right", "one eyebrow") applies the entry's lateral actions to that side only
+(`AU12_L`, the subject's left, +x in FLAME axes); midline actions stay as they are. Entries that
+FACS defines as one-sided (a wink, a smirk, contempt) have `sides="one"` and, without a side word,
+act on the subject's left (DEFAULT_SIDE). Gaze entries (`sides="direction"`) read "left"/"right"
+as the direction the eyes turn.
 """
 
 from __future__ import annotations
@@ -27,8 +34,17 @@ AU_NAMES: dict[str, str] = {
     "AU24": "lip pressor",
     "AU25": "lips part",
     "AU26": "jaw drop",
+    "AU14": "dimpler",
+    "AU27": "mouth stretch",
     "AU43": "eyes closed",
+    "AU61": "eyes turn left",
+    "AU62": "eyes turn right",
+    "AU63": "eyes up",
+    "AU64": "eyes down",
 }
+DEFAULT_SIDE = "L"  # one-sided actions without a side word: the subject's left
+# direction entries: the action for the other side ("look right" = AU62)
+OTHER_DIRECTION = {"AU61": "AU62", "AU62": "AU61"}
 
 
 @dataclass(frozen=True)
@@ -37,6 +53,7 @@ class LexiconEntry:
     aus: dict  # AU -> target intensity
     phrases: tuple[str, ...]  # how people say it; the first is the canonical description
     kind: str = "action"  # "action" (one AU) or "expression" (a prototype)
+    sides: str = "both"  # "both" (bilateral unless a side is named), "one" (FACS one-sided), "direction" (gaze)
 
 
 ENTRIES: tuple[LexiconEntry, ...] = (
@@ -50,7 +67,16 @@ ENTRIES: tuple[LexiconEntry, ...] = (
     LexiconEntry(
         "brow lower",
         {"AU4": 1.0},
-        ("lower the brows", "knit the brows", "furrow the brow", "brows drawn together", "scowl"),
+        (
+            "lower the brows",
+            "knit the brows",
+            "furrow the brow",
+            "brows drawn together",
+            "scowl",
+            "brow down",
+            "lower the eyebrow",
+            "eyebrow down",
+        ),
     ),
     LexiconEntry(
         "upper lid raise",
@@ -60,11 +86,23 @@ ENTRIES: tuple[LexiconEntry, ...] = (
     LexiconEntry("cheek raise", {"AU6": 1.0}, ("raise the cheeks", "cheeks up", "squint with the cheeks")),
     LexiconEntry("lid tighten", {"AU7": 1.0}, ("tighten the eyelids", "narrow the eyes", "squint")),
     LexiconEntry("nose wrinkle", {"AU9": 1.0, "AU4": 0.4}, ("wrinkle the nose", "scrunch the nose", "sneer")),
-    LexiconEntry("lip corner pull", {"AU12": 1.0}, ("pull the lip corners up", "corners of the mouth up", "grin")),
+    LexiconEntry(
+        "lip corner pull",
+        {"AU12": 1.0},
+        ("pull the lip corners up", "corners of the mouth up", "grin", "lip corner up", "mouth corner up"),
+    ),
+    LexiconEntry("dimpler", {"AU14": 1.0}, ("dimple the cheeks", "dimples", "tuck the lip corners in")),
     LexiconEntry(
         "lip corner depress",
         {"AU15": 1.0},
-        ("pull the lip corners down", "corners of the mouth down", "turn the mouth down", "pout"),
+        (
+            "pull the lip corners down",
+            "corners of the mouth down",
+            "turn the mouth down",
+            "pout",
+            "lip corner down",
+            "mouth corner down",
+        ),
     ),
     LexiconEntry("chin raise", {"AU17": 1.0}, ("raise the chin", "push the lower lip up", "chin boss up")),
     LexiconEntry("lip pucker", {"AU18": 1.0}, ("pucker the lips", "purse the lips", "kiss", "pout the lips forward")),
@@ -72,10 +110,22 @@ ENTRIES: tuple[LexiconEntry, ...] = (
     LexiconEntry("lip tighten", {"AU23": 1.0}, ("tighten the lips", "thin the lips", "narrow the lips")),
     LexiconEntry("lip press", {"AU24": 1.0}, ("press the lips together", "lips pressed", "clamp the lips")),
     LexiconEntry("lips part", {"AU25": 1.0}, ("part the lips", "lips apart", "slightly open lips")),
+    LexiconEntry("jaw drop", {"AU26": 1.0, "AU25": 1.0}, ("open the mouth", "drop the jaw", "mouth open", "gape")),
     LexiconEntry(
-        "jaw drop", {"AU26": 1.0, "AU25": 1.0}, ("open the mouth", "drop the jaw", "mouth open", "gape", "yawn")
+        "mouth stretch",
+        {"AU27": 1.0, "AU26": 1.0, "AU25": 1.0},
+        ("yawn", "yawning", "open the mouth wide", "mouth wide open", "jaw wide open", "scream"),
     ),
     LexiconEntry("eyes closed", {"AU43": 1.0}, ("close the eyes", "eyes closed", "shut the eyes", "blink", "sleeping")),
+    LexiconEntry("wink", {"AU43": 1.0}, ("wink", "winking", "close one eye", "wink an eye"), sides="one"),
+    LexiconEntry(
+        "look left",
+        {"AU61": 1.0},
+        ("look to the side", "look sideways", "eyes to the side", "glance sideways", "look"),
+        sides="direction",
+    ),
+    LexiconEntry("look up", {"AU63": 1.0}, ("look up", "eyes up", "gaze upwards", "roll the eyes up")),
+    LexiconEntry("look down", {"AU64": 1.0}, ("look down", "eyes down", "gaze downwards", "glance down")),
     # the paper's six prompts
     LexiconEntry(
         "smile",
@@ -99,7 +149,16 @@ ENTRIES: tuple[LexiconEntry, ...] = (
     LexiconEntry(
         "raise brow",
         {"AU1": 1.0, "AU2": 1.0},
-        ("a person who is raising brow", "raise brows", "raised eyebrows", "eyebrows up", "raise the eyebrows"),
+        (
+            "a person who is raising brow",
+            "raise brows",
+            "raised eyebrows",
+            "eyebrows up",
+            "raise the eyebrows",
+            "brow up",
+            "raise the eyebrow",
+            "eyebrow up",
+        ),
         "expression",
     ),
     LexiconEntry(
@@ -129,9 +188,17 @@ ENTRIES: tuple[LexiconEntry, ...] = (
     ),
     LexiconEntry(
         "contempt",
-        {"AU12": 0.6, "AU23": 0.5},
-        ("a person who is contemptuous", "contempt", "smirk", "scornful"),
+        {"AU14": 1.0, "AU12": 0.5},
+        ("a person who is contemptuous", "contempt", "scornful", "disdain"),
         "expression",
+        sides="one",
+    ),
+    LexiconEntry(
+        "smirk",
+        {"AU12": 0.9, "AU14": 0.6},
+        ("a smirk", "smirk", "smirking", "half smile", "lopsided smile", "crooked smile"),
+        "expression",
+        sides="one",
     ),
 )
 

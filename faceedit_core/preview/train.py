@@ -1,90 +1,268 @@
-"""Preview tier: train an Emotion Mapper for one prompt against the geometric AU critic.
+"""Preview tier: train the Emotion Mapper of one head, conditioned on the AU target, against the AU critic.
 
-The mapper (the Dual Mappers' expression branch; no texture latent here) maps a starting
-expression psi [B,100] to a residual dpsi. It is trained over random identities and random
-starting expressions so that the edited mesh shows every target AU (hinge towards the target),
-adds no action that was not there (hinge on the other AUs), and moves little (the paper's L2
-term). Only the landmark and probe vertices are posed during training (FlameSubset): exact and
-about ten times cheaper than the full mesh.
+One network per head (mappers.ConditionedMapper) maps (starting expression psi, jaw and eye pose,
+target AU vector) to a residual: expression dpsi (the head's first n_edit coefficients), a jaw
+rotation (open, sideways) and a gaze rotation. It is trained once per head over random
+identities, random starting expressions and random targets (lexicon entries on random sides and
+intensities, alone or in pairs, and random sets of actions), so that afterwards any prompt the
+lexicon understands edits with one forward pass. Losses per item (au/objective.channel_loss):
+squared hinge up to each target channel, a hinge on the other channels rising (FACS companions
+allowed), the change of left-right difference where both sides share a target (symmetric stays
+symmetric, one-sided stays one-sided), the paper's L2 term on dpsi, a small one on the rotations,
+and for heads whose coefficients are activations, a hinge keeping them in [0, 1].
+
+`train_preview_mapper(head, cfg)` trains the head's mapper; with `target=` it trains for that one
+target only (the per-prompt mapper of earlier versions; from `init=` it is a fine-tune).
+Only the landmark and probe vertices are posed (FlameSubset): exact and about ten times cheaper.
 """
 
 from __future__ import annotations
 
+import copy
+import math
+import time
 from dataclasses import asdict, dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 
-from faceedit_core.au.objective import AUObjective, au_loss
+from faceedit_core.au.critic import CHANNELS, GAZE, LATERAL, MIDLINE, SIDES, base_au, expand_target, side_of
+from faceedit_core.au.objective import CHANNEL_INDEX, AUObjective, channel_loss, stack_channels, target_vector
 from faceedit_core.errors import Cancelled
-from faceedit_core.flame.layer import FlameLayer
-from faceedit_core.mappers import DualMappers, MapperConfig
+from faceedit_core.mappers import ConditionedMapper, ConditionedMapperConfig
 from faceedit_core.params import FlameParams
+from faceedit_core.preview.head import PreviewHead
+from faceedit_core.preview.lexicon import ENTRIES
+from faceedit_core.preview.text_to_au import sided_aus
+
+# actions that cannot show together (on one side, for lateral ones): random targets avoid them
+CONFLICTS = {
+    frozenset(p)
+    for p in (
+        ("AU12", "AU15"),
+        ("AU5", "AU43"),
+        ("AU5", "AU7"),
+        ("AU17", "AU26"),
+        ("AU17", "AU27"),
+        ("AU17", "AU25"),
+        ("AU24", "AU25"),
+        ("AU24", "AU26"),
+        ("AU24", "AU27"),
+        ("AU18", "AU20"),
+        ("AU20", "AU23"),
+        ("AU12", "AU18"),
+        ("AU61", "AU62"),
+        ("AU63", "AU64"),
+    )
+}
+INTENSITY_CHOICES = (0.4, 0.5, 0.6, 1.0, 1.0, 1.0, 1.0, 1.2, 1.3, 1.5)
+GAZE_CHANNELS = [CHANNEL_INDEX[a] for a in GAZE]
 
 
 @dataclass
 class PreviewTrainConfig:
-    steps: int = 400
-    batch: int = 32
-    lr: float = 3e-3
-    l2_weight: float = 0.02  # lambda_L2 on ||dpsi||^2
-    spurious_weight: float = 0.5  # weight of the hinge on AUs outside the target
+    steps: int = 3000
+    batch: int = 64
+    lr: float = 2e-3
+    lr_final: float = 0.05  # cosine decay to lr * lr_final
+    hidden: int = 256
+    layers: int = 4
+    l2_weight: float = 0.001  # lambda_L2 on ||dpsi||^2
+    pose_weight: float = 0.2  # on the squared jaw and gaze rotations (radians)
+    spurious_weight: float = 0.5  # the hinge on channels outside the target
+    symmetry_weight: float = 2.0  # the change of left-right difference where both sides share a target
+    target_weight: float = 1.0  # the hinge up to the target
+    target_margin: float = 0.1  # the hinge aims this far above the target (presence thresholds are not the top)
+    range_weight: float = 2.0  # activation heads: coefficients outside [0, 1]
     n_shape_active: int = 40  # identity coefficients sampled N(0,1); the rest stay zero
-    start_prob: float = 0.25  # chance that a component is active in a starting expression
-    start_max: float = 0.5  # starting component weights ~ U(0, start_max)
+    neutral_prob: float = 0.3  # share of items starting from the neutral expression
+    start_scale: float = 0.5  # pca heads: starting coefficients ~ N(0, start_scale^2)
+    start_prob: float = 0.25  # activation heads: chance that a component is active at the start
+    start_max: float = 0.5  # activation heads: starting weights ~ U(0, start_max)
+    lexicon_prob: float = 0.75  # share of targets drawn from the lexicon (the rest: random action sets)
     seed: int = 0
 
 
-def sample_batch(
-    cfg: PreviewTrainConfig, n_shape: int, n_exp: int, n_components: int, generator: torch.Generator
-) -> FlameParams:
-    """Random identities and starting expressions (a few active components, a nearly closed jaw)."""
-    B = cfg.batch
-    p = FlameParams.zeros(B, n_shape, n_exp)
-    k = min(cfg.n_shape_active, n_shape)
-    p.shape[:, :k] = torch.randn(B, k, generator=generator)
-    active = torch.rand(B, n_components, generator=generator) < cfg.start_prob
-    p.expression[:, :n_components] = active * torch.rand(B, n_components, generator=generator) * cfg.start_max
-    p.jaw_pose[:, 0] = torch.rand(B, generator=generator) * 0.05
+# ---------------------------------------------------------------------------- sampling
+def sample_start(cfg: PreviewTrainConfig, head: PreviewHead, batch: int, gen: torch.Generator) -> FlameParams:
+    """Random identities and starting expressions (some neutral), a nearly closed jaw, eyes ahead.
+
+    Shape and expression are the prefixes that can be non-zero (n_shape_active, n_edit wide): FLAME
+    takes shorter vectors as prefixes, and posing them is several times cheaper than 300 + 100."""
+    layer = head.layer
+    k, n = min(cfg.n_shape_active, layer.n_shape), head.n_edit
+    p = FlameParams.zeros(batch, k, n)
+    p.shape[:] = torch.randn(batch, k, generator=gen)
+    if head.coefficients == "pca":
+        start = torch.randn(batch, n, generator=gen) * cfg.start_scale
+    else:
+        active = torch.rand(batch, n, generator=gen) < cfg.start_prob
+        start = active * torch.rand(batch, n, generator=gen) * cfg.start_max
+    moving = torch.rand(batch, 1, generator=gen) >= cfg.neutral_prob
+    p.expression[:, :n] = start * moving
+    p.jaw_pose[:, 0] = torch.rand(batch, generator=gen) * 0.05 * moving[:, 0]
     return p
 
 
-def train_emotion_mapper(
-    layer: FlameLayer,
-    target: dict[str, float],
-    n_components: int,
+def _conflicts(channels: dict[str, float]) -> bool:
+    names = list(channels)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            if frozenset((base_au(a), base_au(b))) in CONFLICTS:
+                sa, sb = side_of(a), side_of(b)
+                if sa is None or sb is None or sa == sb:
+                    return True
+    return False
+
+
+class TargetSampler:
+    """Random AU targets [K] (CHANNELS order) covering what prompts ask: lexicon entries on random
+    sides and intensities, alone or in pairs, and random sets of one to three actions."""
+
+    def __init__(self, cfg: PreviewTrainConfig, sides: bool, gaze: bool, seed: int):
+        self.cfg, self.sides, self.gaze = cfg, sides, gaze
+        self.rng = np.random.default_rng(seed)
+        self.entries = [e for e in ENTRIES if gaze or not any(a in GAZE for a in e.aus)]
+        self.actions = [a for a in LATERAL + MIDLINE + (GAZE if gaze else ())]
+
+    def _side(self, entry_sides: str) -> str | None:
+        if entry_sides in ("one", "direction"):
+            return self.rng.choice(SIDES) if self.sides or entry_sides == "direction" else "both"
+        if not self.sides:
+            return None
+        return self.rng.choice(["both", "both", "both", "L", "R"])
+
+    def one(self) -> dict[str, float]:
+        for _ in range(20):
+            channels: dict[str, float] = {}
+            if self.rng.random() < self.cfg.lexicon_prob:
+                for _ in range(1 if self.rng.random() < 0.7 else 2):
+                    entry = self.entries[self.rng.integers(len(self.entries))]
+                    scale = float(self.rng.choice(INTENSITY_CHOICES))
+                    for ch, v in expand_target(sided_aus(entry, self._side(entry.sides))).items():
+                        channels[ch] = max(channels.get(ch, 0.0), min(v * scale, 1.5))
+            else:
+                for a in self.rng.choice(self.actions, size=self.rng.integers(1, 4), replace=False):
+                    value = float(self.rng.uniform(0.4, 1.3))
+                    side = self.rng.choice(["both", "L", "R"]) if (a in LATERAL and self.sides) else "both"
+                    name = a if side == "both" else f"{a}_{side}"
+                    for ch, v in expand_target({name: value}).items():
+                        channels[ch] = max(channels.get(ch, 0.0), v)
+            if not _conflicts(channels):
+                return channels
+        return channels
+
+    def batch(self, n: int) -> torch.Tensor:
+        out = torch.zeros(n, len(CHANNELS))
+        for i in range(n):
+            for ch, v in self.one().items():
+                out[i, CHANNEL_INDEX[ch]] = v
+        return out
+
+    def pool(self, n: int, gen: torch.Generator) -> Callable[[int], torch.Tensor]:
+        """A draw(batch) function over n targets sampled once (sampling is Python, drawing is not)."""
+        bank = self.batch(n)
+        return lambda batch: bank[torch.randint(n, (batch,), generator=gen)]
+
+
+# ---------------------------------------------------------------------------- the edit
+def pose_input(params: FlameParams) -> torch.Tensor:
+    """[B,9]: jaw (3) and eyes (6), what the mapper reads of the pose."""
+    return torch.cat([params.jaw_pose, params.eye_pose], 1)
+
+
+def mapper_residual(
+    mapper: ConditionedMapper, params: FlameParams, target: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dpsi [B,n_edit], djaw [B,2], dgaze [B,2]) of params for target [B,K] or [K]."""
+    n = mapper.config.n_exp
+    t = target.to(params.expression).expand(params.batch_size, -1)
+    return mapper(params.expression[:, :n], pose_input(params), t)
+
+
+def apply_residual(
+    params: FlameParams, dpsi: torch.Tensor, djaw: torch.Tensor, dgaze: torch.Tensor, intensity: float = 1.0
+) -> FlameParams:
+    """params with s x the residual added: expression[:, :n] += s dpsi, jaw (x, y) += s djaw, both eyes'
+    (x, y) rotation += s dgaze."""
+    pad = lambda t, w: torch.nn.functional.pad(t, (0, w - t.shape[1]))  # noqa: E731
+    gaze = torch.cat([dgaze, torch.zeros_like(dgaze[:, :1])], 1)
+    return params.replace(
+        expression=params.expression + intensity * pad(dpsi, params.n_exp),
+        jaw_pose=params.jaw_pose + intensity * pad(djaw, 3),
+        eye_pose=params.eye_pose + intensity * torch.cat([gaze, gaze], 1),
+    )
+
+
+# ---------------------------------------------------------------------------- training
+def new_mapper(head: PreviewHead, cfg: PreviewTrainConfig) -> ConditionedMapper:
+    return ConditionedMapper(
+        ConditionedMapperConfig(n_exp=head.n_edit, n_target=len(CHANNELS), hidden=cfg.hidden, layers=cfg.layers)
+    )
+
+
+def train_preview_mapper(
+    head: PreviewHead,
     cfg: PreviewTrainConfig = PreviewTrainConfig(),
+    target: dict[str, float] | None = None,
+    init: ConditionedMapper | None = None,
     progress: Callable[[dict], None] | None = None,
     cancel: Callable[[], bool] | None = None,
-) -> tuple[DualMappers, dict]:
-    """Train one Emotion Mapper for an AU target; returns the mapper and a summary dict."""
+    objective: AUObjective | None = None,
+) -> tuple[ConditionedMapper, dict]:
+    """Train the head's conditioned Emotion Mapper (or, with `target`, a mapper for that target only,
+    from `init` when given); returns (mapper in eval mode, summary). Cancelled between steps."""
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    objective = AUObjective(layer)
-    mapper = DualMappers(MapperConfig(n_exp=layer.n_exp, texture_branch=False, cross_attention=False))
-    opt = torch.optim.Adam(mapper.parameters(), lr=cfg.lr)
-    history = []
+    objective = objective or AUObjective(head.layer)
+    fixed = None if target is None else target_vector(target)
+    if fixed is None:
+        sampler = TargetSampler(cfg, bool(head.sides), objective.has_gaze, cfg.seed + 1)
+        draw = sampler.pool(min(8192, cfg.steps * 8), gen)
+    mapper = new_mapper(head, cfg) if init is None else copy.deepcopy(init)
+    mapper.train()
+    opt = torch.optim.Adam(mapper.parameters(), lr=cfg.lr if init is None else 0.1 * cfg.lr)  # a fine-tune: gently
+    decay = lambda step: cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))  # noqa: E731
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, decay)
+    history, t0 = [], time.perf_counter()
+    stage = "train the head's Emotion Mapper" if target is None else "fine-tune the Emotion Mapper for one target"
     for step in range(cfg.steps):
         if cancel is not None and cancel():
-            raise Cancelled(f"training cancelled at step {step}")
-        start = sample_batch(cfg, layer.n_shape, layer.n_exp, n_components, gen)
+            raise Cancelled(f"training cancelled at step {step} of {cfg.steps}")
+        start = sample_start(cfg, head, cfg.batch, gen)
+        targets = draw(cfg.batch) if fixed is None else fixed.expand(cfg.batch, -1)
         with torch.no_grad():
             neutral = objective.neutral(start)
-            start_au = objective.intensities(start, neutral)
-        _, dpsi = mapper(None, start.expression)
-        edited = start.replace(expression=start.expression + dpsi)
-        au = objective.intensities(edited, neutral)
-        loss_au = au_loss(au, start_au, target, cfg.spurious_weight).mean()
+            start_au = stack_channels(objective.intensities(start, neutral))
+        dpsi, djaw, dgaze = mapper_residual(mapper, start, targets)
+        edited = apply_residual(start, dpsi, djaw, dgaze)
+        au = stack_channels(objective.intensities(edited, neutral))
+        loss_au = channel_loss(
+            au, start_au, targets, cfg.spurious_weight, cfg.symmetry_weight, cfg.target_weight, cfg.target_margin
+        ).mean()
         loss_l2 = (dpsi**2).sum(1).mean()
-        loss = loss_au + cfg.l2_weight * loss_l2
+        closing = torch.relu(-edited.jaw_pose[:, 0]) ** 2  # the jaw does not close past its rest
+        # no prompt asks the jaw sideways; the eyes turn only when the target says so
+        gaze_weight = 1 + 9 * (targets[:, GAZE_CHANNELS] == 0).all(1)
+        loss_pose = (
+            (djaw[:, 0] ** 2 + 10 * djaw[:, 1] ** 2).mean()
+            + (gaze_weight * (dgaze**2).sum(1)).mean()
+            + 10 * closing.mean()
+        )
+        loss = loss_au + cfg.l2_weight * loss_l2 + cfg.pose_weight * loss_pose
+        if head.coefficients == "activations":
+            psi = edited.expression[:, : head.n_edit]
+            loss = loss + cfg.range_weight * (torch.relu(-psi) ** 2 + torch.relu(psi - 1) ** 2).sum(1).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
+        sched.step()
         history.append(float(loss.detach()))
-        if progress is not None and (step % 20 == 0 or step == cfg.steps - 1):
+        if progress is not None and (step % 25 == 0 or step == cfg.steps - 1):
             progress(
                 {
-                    "stage": "train emotion mapper",
+                    "stage": stage,
                     "step": step + 1,
                     "total": cfg.steps,
                     "loss": loss.item(),
@@ -95,8 +273,27 @@ def train_emotion_mapper(
     summary = {
         "config": asdict(cfg),
         "target": target,
+        "seconds": round(time.perf_counter() - t0, 2),
         "loss_first": history[0],
-        "loss_last": history[-1],
+        "loss_last": float(np.mean(history[-max(1, len(history) // 20) :])),
         "loss_history": history[:: max(1, len(history) // 50)],
     }
-    return mapper, summary
+    return mapper.eval(), summary
+
+
+@torch.no_grad()
+def edit_accuracy(
+    mapper: ConditionedMapper, objective: AUObjective, params: FlameParams, target: dict[str, float]
+) -> dict[str, float]:
+    """AU accuracy (every target AU present at the intensity asked: au.critic.target_met, the paper's
+    rule for full targets), mean left-right asymmetry of the lateral actions and the mean AU reading
+    of the targeted channels, over params [B]."""
+    from faceedit_core.au.critic import asymmetry, target_met
+
+    edited = apply_residual(params, *mapper_residual(mapper, params, target_vector(target)))
+    au = objective.intensities(edited)
+    return {
+        "accuracy": target_met(au, target).float().mean().item(),
+        "asymmetry": asymmetry(au).mean().item(),
+        "reading": float(np.mean([au[c].mean().item() for c in expand_target(target)])),
+    }

@@ -23,6 +23,8 @@ RADIUS = 2.7
 PIVOT = (0.0, 0.0, 0.2)  # EG3D's look-at point (the face)
 TURNTABLE_PIVOT = (0.0, -0.06, -0.03)  # the middle of a FLAME head in world units: turntables orbit it
 TURNTABLE_RADIUS = 3.4  # far enough to keep head and neck in the frame
+PORTRAIT_PIVOT = (0.0, 0.0, -0.04)  # the middle of the head (face to nape, crown to an open chin), world units
+PORTRAIT_RADIUS = 3.1  # the whole head, a wide-open jaw included, at any yaw
 FLAME_SHIFT = (0.0, -0.01, -0.01)
 FLAME_SCALE = 2.5
 MAX_VIEWS = 64
@@ -102,6 +104,12 @@ def orbit(yaws_deg, pitches_deg, radius: float = RADIUS, pivot=PIVOT, focal: flo
     offset = torch.stack([torch.sin(y) * torch.cos(p), torch.sin(p), torch.cos(y) * torch.cos(p)], -1)
     origins = torch.tensor(pivot, dtype=torch.float32) + radius * offset
     return Cameras(look_at(origins, pivot), intrinsics(len(yaw), focal))
+
+
+def portrait(yaws_deg, pitches_deg, radius: float = PORTRAIT_RADIUS) -> Cameras:
+    """Views of the whole head for contact sheets and atlases: `orbit` about the middle of the head,
+    not about EG3D's face point, so a three-quarter view keeps the back of the head in the frame."""
+    return orbit(yaws_deg, pitches_deg, radius, PORTRAIT_PIVOT)
 
 
 def turntable(

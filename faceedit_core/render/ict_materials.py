@@ -20,8 +20,8 @@ SCLERA = (0.93, 0.91, 0.87)
 IRIS = (0.36, 0.25, 0.16)
 PUPIL = (0.03, 0.03, 0.03)
 TEETH = (0.88, 0.85, 0.77)
-GUMS_TONGUE = (0.74, 0.35, 0.37)
-MOUTH_SOCKET = (0.42, 0.17, 0.17)
+GUMS_TONGUE = (0.60, 0.25, 0.27)  # deeper than the lips: the inside of the mouth reads as inside
+MOUTH_SOCKET = (0.30, 0.11, 0.12)
 EYE_SOCKET = (0.36, 0.22, 0.20)
 LASHES = (0.08, 0.06, 0.05)
 HELPER = (0.5, 0.5, 0.5)
@@ -30,7 +30,7 @@ HELPER = (0.5, 0.5, 0.5)
 # by PUPIL_EDGE_DEG; iris inside IRIS_DEG, blending into the sclera by IRIS_EDGE_DEG (these sit on
 # rings of the sclera shell, which is a UV sphere about that axis)
 PUPIL_DEG, PUPIL_EDGE_DEG, IRIS_DEG, IRIS_EDGE_DEG = 6.5, 8.8, 19.9, 21.8
-MOUTH_BACK_SHADE = 0.55
+MOUTH_BACK_SHADE = 0.45
 LIP_FEATHER = 0.0012  # m: lip colour fades over this distance across the lip contour
 BROW_HALF_WIDTH = 0.0045
 BROW_DEPTH = 0.015  # m: skin this far behind the brow landmarks is not brow
@@ -172,10 +172,21 @@ def render_faces(head) -> np.ndarray:
         lab = head.part_labels.index(f"eyelashes_{side}")
         faces = np.nonzero(head.face_part == lab)[0]
         ids = np.unique(head.model.f[faces])
+        lo, hi = v[ids].min(0) - LASH_ROOT, v[ids].max(0) + LASH_ROOT  # only skin this close can be within reach
+        local = skin[((skin >= lo) & (skin <= hi)).all(1)]
         near = np.zeros(len(v), bool)
-        near[ids] = _nearest_distance(v[ids], skin) <= LASH_ROOT
+        near[ids] = _nearest_distance(v[ids], local) <= LASH_ROOT if len(local) else False
         keep[faces] = near[head.model.f[faces]].all(1)
     return keep
 
 
-__all__ = ["part_colours", "render_faces", "eye_pole_angles", "HELPER_PARTS"]
+def preview_renderer(head, supersample: int = 2):
+    """A PreviewRenderer for the ICT head: `part_colours` per vertex, only `render_faces` drawn."""
+    from faceedit_core.render.preview import PreviewRenderer
+
+    return PreviewRenderer(
+        head.model.f, supersample=supersample, vertex_colours=part_colours(head), render_faces=render_faces(head)
+    )
+
+
+__all__ = ["part_colours", "render_faces", "preview_renderer", "eye_pole_angles", "HELPER_PARTS"]

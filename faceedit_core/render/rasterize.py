@@ -19,6 +19,7 @@ import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 
@@ -48,6 +49,36 @@ class Fragments:
     def covered(self) -> torch.Tensor:
         """Flat indices [P] long of the covered pixels in the B*H*W pixels of all images."""
         return self.mask.reshape(-1).nonzero().squeeze(1)
+
+    def covered_images(self) -> list["Covered"]:
+        """The same fragments image by image, covered pixels only (what `rasterize(frames=False)` gives)."""
+        B, H, W = self.face_id.shape
+        out = []
+        for b in range(B):
+            hit = (self.face_id[b].reshape(-1) >= 0).nonzero().squeeze(1)
+            out.append(
+                Covered(
+                    hit,
+                    self.face_id[b].reshape(-1).index_select(0, hit),
+                    self.bary[b].reshape(-1, 3).index_select(0, hit),
+                    self.depth[b].reshape(-1).index_select(0, hit),
+                    (H, W),
+                )
+            )
+        return out
+
+
+@dataclass
+class Covered:
+    """One image's covered pixels, without frames: hit [P] long (flat pixel index y*W + x, rows
+    top-down), face [P] long, bary [P,3] (perspective-correct), depth [P] (z/w); size (H, W).
+    Work and memory in proportion to the covered pixels, not to the frame."""
+
+    hit: torch.Tensor
+    face: torch.Tensor
+    bary: torch.Tensor
+    depth: torch.Tensor
+    size: tuple[int, int]
 
 
 def _corners(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: int) -> torch.Tensor:
@@ -293,8 +324,16 @@ def rasterize(
     size: tuple[int, int],
     cull_backfaces: bool = False,
     backend: str = "auto",
-) -> Fragments:
-    """clip_verts [B,V,4], faces [F,3] long, size (H, W) -> Fragments."""
+    frames: bool = True,
+    each: Callable[[int, "Covered"], Any] | None = None,
+) -> Fragments | list:
+    """clip_verts [B,V,4], faces [F,3] long, size (H, W) -> Fragments; with frames=False a list of
+    B `Covered` (covered pixels only: no frames are written, and on CPU each worker reuses one
+    z-buffer of H*W keys from call to call, so no fresh memory per call), or with `each` the list of
+    each(b, covered) for b in 0..B-1, called as soon as image b is rasterised (on CPU on the pool
+    worker that rasterised it, so per-image work such as shading runs in parallel too)."""
+    if each is not None and frames:
+        raise InputError("each= works on covered pixels: pass frames=False too")
     if clip_verts.dim() != 3 or clip_verts.shape[-1] != 4:
         raise InputError(f"clip_verts must have shape [B,V,4], got {list(clip_verts.shape)}")
     H, W = int(size[0]), int(size[1])
@@ -308,10 +347,17 @@ def rasterize(
             raise InputError(
                 "the nvdiffrast backend needs CUDA and the nvdiffrast package (pip install faceedit[cuda])"
             )
-        return _rasterize_nvdiffrast(clip_verts, faces, H, W, cull_backfaces)
-    if backend != "torch":
+        frags = _rasterize_nvdiffrast(clip_verts, faces, H, W, cull_backfaces)
+    elif backend != "torch":
         raise InputError(f"unknown rasteriser backend '{backend}' (auto, torch, nvdiffrast)")
-    return _rasterize_torch(clip_verts, faces, H, W, cull_backfaces)
+    elif not frames and not clip_verts.is_cuda:
+        return _covered_torch(clip_verts, faces, H, W, cull_backfaces, each)
+    else:
+        frags = _rasterize_torch(clip_verts, faces, H, W, cull_backfaces)
+    if frames:
+        return frags
+    images = frags.covered_images()
+    return images if each is None else [each(b, c) for b, c in enumerate(images)]
 
 
 def _rasterize_torch(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: int, cull_backfaces: bool) -> Fragments:
@@ -328,7 +374,6 @@ def _rasterize_torch(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: i
     the process, and libgomp then stops spin-waiting, which made every later parallel op of
     the process (single views included) 2x slower.
     """
-    global _POOL
     covered_pixels = _compiled_covered_pixels()
     B, n = clip_verts.shape[0], H * W
     face_id = torch.empty(B * n, dtype=torch.long, device=clip_verts.device)
@@ -336,11 +381,6 @@ def _rasterize_torch(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: i
     if B == 1 or clip_verts.is_cuda:
         _write_frames(bary, depth, *covered_pixels(clip_verts, faces, H, W, cull_backfaces, face_id, CHUNK))
         return Fragments(face_id.view(B, H, W), bary.view(B, H, W, 3), depth.view(B, H, W))
-    if _POOL is None:
-        threads = torch.get_num_threads()
-        _POOL = ThreadPoolExecutor(
-            max(1, threads), thread_name_prefix="faceedit-raster", initializer=_one_intra_op_thread, initargs=(threads,)
-        )
     grad = torch.is_grad_enabled()  # a thread-local mode: the workers take the caller's
     track = grad and clip_verts.requires_grad
 
@@ -354,13 +394,53 @@ def _rasterize_torch(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: i
                 _write_frames(bary[rows], depth[rows], hit, bary_hit, depth_hit)
         return hit + b * n, bary_hit, depth_hit
 
-    parts = list(_POOL.map(rasterise_image, range(B)))
+    parts = list(_pool().map(rasterise_image, range(B)))
     if track:
         _write_frames(bary, depth, *(torch.cat(t, -1) for t in zip(*parts)))
     return Fragments(face_id.view(B, H, W), bary.view(B, H, W, 3), depth.view(B, H, W))
 
 
+def _covered_torch(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: int, cull: bool, each=None) -> list:
+    """CPU, frames=False: each image on the pool (one image alone on this thread), its z-buffer the
+    worker's own reused scratch; its covered pixels as `Covered`, or each(b, covered) of them."""
+    covered_pixels = _compiled_covered_pixels()
+    n, grad = H * W, torch.is_grad_enabled()
+
+    def rasterise_image(b: int):
+        keys = _scratch_keys(n)
+        with torch.set_grad_enabled(grad):
+            hit, bary, depth = covered_pixels(clip_verts[b : b + 1], faces, H, W, cull, keys, CHUNK)
+            covered = Covered(hit, keys.index_select(0, hit), bary.t(), depth, (H, W))
+            return covered if each is None else each(b, covered)
+
+    if clip_verts.shape[0] == 1:
+        return [rasterise_image(0)]
+    return list(_pool().map(rasterise_image, range(clip_verts.shape[0])))
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch_keys(n: int) -> torch.Tensor:
+    """This thread's z-buffer of n int64 keys, kept from call to call (grown when a call needs more)."""
+    keys = getattr(_SCRATCH, "keys", None)
+    if keys is None or keys.numel() < n:
+        keys = _SCRATCH.keys = torch.empty(n, dtype=torch.long)
+    return keys[:n]
+
+
 _POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The CPU batch pool: torch.get_num_threads() workers, made on first use."""
+    global _POOL
+    if _POOL is None:
+        threads = torch.get_num_threads()
+        _POOL = ThreadPoolExecutor(
+            max(1, threads), thread_name_prefix="faceedit-raster", initializer=_one_intra_op_thread, initargs=(threads,)
+        )
+    return _POOL
 
 
 def _one_intra_op_thread(threads: int) -> None:
@@ -395,8 +475,22 @@ def interpolate_covered(attrs: torch.Tensor, frags: Fragments, faces: torch.Tens
     if attrs.dim() == 3:  # rows of the flattened [B*V,C]
         corners = corners + (hit // (H * W) * attrs.shape[1])[:, None]
         attrs = attrs.reshape(-1, C)
-    vals = attrs.index_select(0, corners.reshape(-1)).view(-1, 3, C)
-    bary = frags.bary.reshape(-1, 3).index_select(0, hit)
+    return _weighted_corners(attrs, corners, frags.bary.reshape(-1, 3).index_select(0, hit))
+
+
+def interpolate_at(attrs: torch.Tensor, faces: torch.Tensor, covered: Covered) -> torch.Tensor:
+    """attrs [V,C] per vertex of `faces` [F,3] -> [P,C] at one image's covered pixels."""
+    corners = faces.long().to(attrs.device).index_select(0, covered.face)
+    return _weighted_corners(attrs, corners, covered.bary)
+
+
+def _weighted_corners(attrs: torch.Tensor, corners: torch.Tensor, bary: torch.Tensor) -> torch.Tensor:
+    """attrs [N,C], corners [P,3] long rows of attrs, bary [P,3] -> [P,C]."""
+    return blend_corners(attrs.index_select(0, corners.reshape(-1)).view(-1, 3, attrs.shape[-1]), bary)
+
+
+def blend_corners(vals: torch.Tensor, bary: torch.Tensor) -> torch.Tensor:
+    """vals [P,3,C] (each pixel's triangle's corner values), bary [P,3] -> [P,C]."""
     out = vals[:, 0] * bary[:, 0:1]  # corner by corner: 3x faster than a sum over the size-3 dim
     return out.addcmul_(vals[:, 1], bary[:, 1:2]).addcmul_(vals[:, 2], bary[:, 2:3])
 

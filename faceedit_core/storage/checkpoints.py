@@ -5,11 +5,13 @@
 at any point leaves either the old pair or the new pair, never a manifest without its weights.
 Writers of one stem (threads or processes: the server and `faceedit train` training the same
 prompt) are serialised by a file lock `<stem>.lock`. `load` checks the hash and names the file
-that does not match.
+that does not match; a reader racing a writer re-reads the manifest when the weights it named
+were switched away meanwhile. Temporaries a killed writer left behind are removed by the next save.
 """
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -24,6 +26,8 @@ from faceedit_core.errors import InputError
 from faceedit_core.storage.atomic import atomic_write_bytes, atomic_write_text
 
 _WEIGHTS_NAME = re.compile(r"^(?P<stem>.+?)(\.[0-9a-f]{12})?\.safetensors$")
+MAX_MANIFEST_BYTES = 1 << 20  # a manifest is a few KB of JSON; a bigger one is not ours
+_LOAD_TRIES = 5  # re-reads of the manifest when a concurrent save switched it under a reader
 
 
 def manifest_path(stem: str | os.PathLike) -> Path:
@@ -53,11 +57,21 @@ def lock(stem: str | os.PathLike) -> FileLock:
 
 
 def _weight_files(stem: Path) -> list[Path]:
-    return [
-        p
-        for p in stem.parent.glob(f"{stem.name}.*safetensors")
-        if p.name == f"{stem.name}.safetensors" or p.name[len(stem.name) + 1 : -len(".safetensors")].isalnum()
-    ]
+    """The stem's weight files: `<stem>.<sha12>.safetensors` and the older `<stem>.safetensors`
+    (never another stem's: `<stem>.best.safetensors` belongs to the stem `<stem>.best`)."""
+    own = re.compile(rf"^{re.escape(stem.name)}(\.[0-9a-f]{{12}})?\.safetensors$")
+    return [p for p in stem.parent.glob(f"{glob.escape(stem.name)}.*safetensors") if own.match(p.name)]
+
+
+def _stale_temporaries(stem: Path) -> list[Path]:
+    """Temporaries of this stem's files that a killed save left (atomic_write's `.<name>.<random>.tmp`
+    and the older fixed `<name>.tmp`). Only called under the stem's lock: no live save owns them."""
+    name = re.escape(stem.name)
+    own = re.compile(
+        rf"^(\.{name}(\.[0-9a-f]{{12}})?\.(safetensors|json)\.[A-Za-z0-9_]+|{name}\.(safetensors|json))\.tmp$"
+    )
+    found = [*stem.parent.glob(f".{glob.escape(stem.name)}*.tmp"), *stem.parent.glob(f"{glob.escape(stem.name)}*.tmp")]
+    return [p for p in found if own.match(p.name)]
 
 
 def save(stem: str | os.PathLike, tensors: dict[str, torch.Tensor], manifest: dict) -> Path:
@@ -71,7 +85,7 @@ def save(stem: str | os.PathLike, tensors: dict[str, torch.Tensor], manifest: di
         atomic_write_text(
             manifest_path(stem), json.dumps({**manifest, "weights_file": weights.name, "sha256": digest}, indent=1)
         )
-        for old in _weight_files(stem):
+        for old in _weight_files(stem) + _stale_temporaries(stem):
             if old != weights:
                 old.unlink(missing_ok=True)
     return manifest_path(stem)
@@ -82,10 +96,14 @@ def read_manifest(stem: str | os.PathLike) -> dict:
     path = manifest_path(stem)
     if not path.is_file():
         raise InputError(f"checkpoint manifest {path.name} does not exist")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:
+        raise InputError(
+            f"checkpoint manifest {path.name} is over {MAX_MANIFEST_BYTES} bytes (not a FaceEdit manifest)"
+        )
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"checkpoint manifest {path.name} is not valid JSON ({exc})") from None
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise InputError(f"checkpoint manifest {path.name} is not valid JSON ({type(exc).__name__})") from None
     name = manifest.get("weights_file") if isinstance(manifest, dict) else None
     if not isinstance(name, str) or Path(name).name != name or not name.endswith(".safetensors"):
         raise InputError(f"checkpoint manifest {path.name} does not name a weights file beside it")
@@ -93,13 +111,30 @@ def read_manifest(stem: str | os.PathLike) -> dict:
 
 
 def load(stem: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
-    """Read a checkpoint written by `save`, verifying the weights' sha256."""
+    """Read a checkpoint written by `save`, verifying the weights' sha256.
+
+    Takes no lock (a read-only models folder must load): when the weights the manifest named are
+    gone or differ, a concurrent save may have switched the manifest meanwhile, so the manifest is
+    read again; only a manifest that stays the same and still does not match is an error.
+    """
     manifest = read_manifest(stem)
-    weights = Path(stem).parent / manifest["weights_file"]  # read_manifest checked it is a bare name
-    data = weights.read_bytes() if weights.is_file() else b""
-    if hashlib.sha256(data).hexdigest() != manifest.get("sha256"):
-        raise InputError(
-            f"checkpoint weights {weights.name} are missing or corrupt "
-            f"(sha256 does not match {manifest_path(stem).name})"
-        )
-    return st.load(data), manifest
+    for _ in range(_LOAD_TRIES):
+        weights = Path(stem).parent / manifest["weights_file"]  # read_manifest checked it is a bare name
+        try:
+            data = weights.read_bytes()
+        except OSError:
+            data = b""
+        if hashlib.sha256(data).hexdigest() == manifest.get("sha256"):
+            try:
+                return st.load(data), manifest
+            except Exception as exc:  # a well-hashed file that is not safetensors (SafetensorError, ...)
+                raise InputError(
+                    f"checkpoint weights {weights.name} are not a safetensors file ({str(exc)[:200]})"
+                ) from None
+        again = read_manifest(stem)
+        if again == manifest:
+            break
+        manifest = again
+    raise InputError(
+        f"checkpoint weights {weights.name} are missing or corrupt (sha256 does not match {manifest_path(stem).name})"
+    )

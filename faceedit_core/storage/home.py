@@ -1,6 +1,8 @@
 """Where FaceEdit keeps what it generates or converts, and content hashes of files.
 
-`FACEEDIT_HOME` (default `~/.cache/faceedit`) holds everything FaceEdit generates or converts.
+`FACEEDIT_HOME` holds everything FaceEdit generates or converts; without it, the platform's user
+cache folder (platformdirs: `~/.cache/faceedit` on Linux, `~/Library/Caches/faceedit` on macOS,
+`%LOCALAPPDATA%/faceedit/Cache` on Windows).
 """
 
 from __future__ import annotations
@@ -11,7 +13,13 @@ from pathlib import Path
 
 
 def faceedit_home() -> Path:
-    return Path(os.environ.get("FACEEDIT_HOME", Path.home() / ".cache" / "faceedit")).expanduser()
+    """FACEEDIT_HOME when set, else the platform's user cache folder for FaceEdit."""
+    given = os.environ.get("FACEEDIT_HOME")
+    if given:
+        return Path(given).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("faceedit", appauthor=False))
 
 
 def sha256_file(path: Path) -> str:

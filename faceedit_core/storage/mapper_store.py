@@ -13,13 +13,17 @@ import os
 import re
 from pathlib import Path
 
+import torch
 from filelock import FileLock
 
 from faceedit_core.errors import InputError
-from faceedit_core.mappers import DualMappers, MapperConfig
+from faceedit_core.mappers import ConditionedMapper, ConditionedMapperConfig, DualMappers, MapperConfig
 from faceedit_core.storage import checkpoints
 
-FORMATS = {"preview": "faceedit.emotion_mapper", "paper": "faceedit.dual_mappers"}
+# preview: the Emotion Mapper conditioned on an AU target (mappers.ConditionedMapper), one per head
+# (and optional per-target fine-tunes); paper: Dual Mappers, one set per prompt
+FORMATS = {"preview": "faceedit.conditioned_emotion_mapper", "paper": "faceedit.dual_mappers"}
+NETWORKS = {"preview": (ConditionedMapperConfig, ConditionedMapper), "paper": (MapperConfig, DualMappers)}
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -29,6 +33,35 @@ def check_id(mapper_id: object) -> str:
         shown = mapper_id[:80] if isinstance(mapper_id, str) else type(mapper_id).__name__
         raise InputError(f"mapper id {shown!r} is not a mapper name (letters, digits, '_', '-', '.'; 64 at most)")
     return mapper_id
+
+
+def _complete(stem: Path) -> bool:
+    """A manifest `<stem>.json` with a weights file `<stem>.*safetensors` beside it."""
+    return checkpoints.manifest_path(stem).is_file() and any(stem.parent.glob(f"{stem.name}.*safetensors"))
+
+
+MAX_CONFIG_NUMBER = 4096  # any number in a stored mapper config (widths, layers, levels)
+MAX_CONFIG_LIST = 64  # any list in a stored mapper config (ws levels)
+
+
+def _checked_config(mapper_id: str, config_cls: type, stored: dict):
+    """The network config a manifest stores, its numbers capped before any network is built from it
+    (a manifest saying hidden=20000 would otherwise allocate 1.5 GB before its weights are compared)."""
+
+    def number_ok(v) -> bool:
+        return isinstance(v, bool) or (isinstance(v, (int, float)) and abs(v) <= MAX_CONFIG_NUMBER)
+
+    for key, value in stored.items():
+        items = value if isinstance(value, list) else [value]
+        if not isinstance(key, str) or len(items) > MAX_CONFIG_LIST or not all(number_ok(v) for v in items):
+            raise InputError(
+                f"mapper '{mapper_id}': config value {str(key)[:40]!r} is not a number or list of numbers "
+                f"within {MAX_CONFIG_NUMBER} (at most {MAX_CONFIG_LIST} long)"
+            )
+    try:
+        return config_cls.from_dict(stored)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"mapper '{mapper_id}': its config does not fit this version ({str(exc)[:200]})") from None
 
 
 class MapperStore:
@@ -47,9 +80,17 @@ class MapperStore:
         found = {}
         for manifest in sorted(self.folder.glob("*.json")) if self.folder.is_dir() else []:
             stem = manifest.with_name(manifest.name[: -len(".json")])
-            if ID_PATTERN.match(stem.name) and any(stem.parent.glob(f"{stem.name}.*safetensors")):
+            if ID_PATTERN.match(stem.name) and _complete(stem):
                 found[stem.name] = stem
         return found
+
+    def known(self, mapper_id: str) -> Path:
+        """The stem of a mapper this store holds (a manifest and its weights); else InputError
+        'unknown mapper id', the same whatever is or is not in the folder under that name."""
+        stem = self.stem(mapper_id)
+        if not _complete(stem):
+            raise InputError(f"unknown mapper id '{mapper_id}'")
+        return stem
 
     def exists(self, mapper_id: str) -> bool:
         return checkpoints.manifest_path(self.stem(mapper_id)).is_file()
@@ -59,9 +100,7 @@ class MapperStore:
         return checkpoints.lock(self.stem(mapper_id))
 
     def manifest(self, mapper_id: str) -> dict:
-        if not self.exists(mapper_id):
-            raise InputError(f"unknown mapper id '{mapper_id}'")
-        return self._checked(mapper_id, checkpoints.read_manifest(self.stem(mapper_id)))
+        return self._checked(mapper_id, checkpoints.read_manifest(self.known(mapper_id)))
 
     def _checked(self, mapper_id: str, manifest: dict) -> dict:
         if manifest.get("format") != self.format or not isinstance(manifest.get("mapper_config"), dict):
@@ -71,7 +110,7 @@ class MapperStore:
             )
         return manifest
 
-    def save(self, mapper_id: str, mapper: DualMappers, manifest: dict) -> Path:
+    def save(self, mapper_id: str, mapper: DualMappers | ConditionedMapper, manifest: dict) -> Path:
         """Write mapper + manifest (the format and the mapper's config are added)."""
         return checkpoints.save(
             self.stem(mapper_id),
@@ -79,13 +118,22 @@ class MapperStore:
             {**manifest, "format": self.format, "tier": self.tier, "mapper_config": mapper.config.to_dict()},
         )
 
-    def load(self, mapper_id: str) -> tuple[DualMappers, dict]:
+    def load(self, mapper_id: str) -> tuple[DualMappers | ConditionedMapper, dict]:
         """(mapper in eval mode on the CPU, manifest); InputError naming the id when it is not ours."""
-        if not self.exists(mapper_id):
-            raise InputError(f"unknown mapper id '{mapper_id}'")
-        tensors, manifest = checkpoints.load(self.stem(mapper_id))
+        tensors, manifest = checkpoints.load(self.known(mapper_id))
         self._checked(mapper_id, manifest)
-        mapper = DualMappers(MapperConfig.from_dict(manifest["mapper_config"]))
+        config_cls, network_cls = NETWORKS[self.tier]
+        config = _checked_config(mapper_id, config_cls, manifest["mapper_config"])
+        with torch.device("meta"):  # the layout the config asks for, allocating nothing
+            layout = {k: tuple(v.shape) for k, v in network_cls(config).state_dict().items()}
+        stored = {k: tuple(v.shape) for k, v in tensors.items()}
+        if layout != stored:  # checked before the network is built: its size is then the file's
+            name = next(k for k in sorted(layout.keys() | stored.keys()) if layout.get(k) != stored.get(k))
+            raise InputError(
+                f"mapper '{mapper_id}': its weights do not match its config "
+                f"({name}: config {layout.get(name)}, weights {stored.get(name)})"
+            )
+        mapper = network_cls(config)
         try:
             mapper.load_state_dict(tensors)
         except RuntimeError as exc:

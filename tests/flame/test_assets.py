@@ -1,6 +1,8 @@
-"""The demo head cache (hash-checked, rebuilt when corrupt), user model folders, OBJ export."""
+"""The procedural head's cache (hash-checked, rebuilt when corrupt), the default head on the command line,
+user model folders, OBJ export."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -8,22 +10,33 @@ from click.testing import CliRunner
 
 from faceedit_core.cli import main
 from faceedit_core.errors import InputError
-from faceedit_core.flame.default_head import demo_head
+from faceedit_core.flame.default_head import demo_head, procedural_head
 from faceedit_core.storage.mesh_io import read_obj, write_obj
 from faceedit_core.storage.models_dir import ModelsDir
 
 
 def test_cache_round_trip_and_corruption_rebuild(tmp_path, monkeypatch):
     monkeypatch.setenv("FACEEDIT_HOME", str(tmp_path))
-    first = demo_head()
+    first = procedural_head()
     manifest = json.loads((first.folder / "manifest.json").read_text())
     assert set(manifest["files"]) == {"flame.npz", "landmarks.npz"}
-    again = demo_head()
+    again = procedural_head()
     assert again.content_hash == first.content_hash
     np.testing.assert_array_equal(again.model.shapedirs, first.model.shapedirs)
     (first.folder / "flame.npz").write_bytes(b"garbage")  # a corrupted cache file is rebuilt, not used
-    rebuilt = demo_head()
+    rebuilt = procedural_head()
     np.testing.assert_array_equal(rebuilt.model.v_template, first.model.v_template)
+
+
+def test_the_default_head_is_the_ict_head_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("FACEEDIT_HOME", str(tmp_path))
+    head = demo_head()
+    assert head.parameterisation == "semantic" and head.model.n_verts == 26719 and head.ict is not None
+    assert head.coefficients == "activations" and len(head.components) == head.model.n_exp == 52
+    assert head.model.n_shape == 100 and "mouthSmile_L" in {c.name for c in head.components}
+    pca = demo_head("pca")
+    assert pca.coefficients == "pca" and pca.model.n_exp == 50 and pca.content_hash != head.content_hash
+    assert demo_head().content_hash == head.content_hash and not any(tmp_path.iterdir())
 
 
 def test_models_dir_says_what_is_missing(tmp_path):
@@ -52,18 +65,30 @@ def test_obj_round_trip(tmp_path):
 
 def test_cli_export_writes_an_expression(tmp_path):
     runner = CliRunner()
-    neutral, smile = tmp_path / "n.obj", tmp_path / "s.obj"
+    neutral, smile, jaw = tmp_path / "n.obj", tmp_path / "s.obj", tmp_path / "j.obj"
     assert runner.invoke(main, ["head", "export", "--out", str(neutral)]).exit_code == 0
-    result = runner.invoke(main, ["head", "export", "--expression", "lip_corner_pull=1", "--out", str(smile)])
+    result = runner.invoke(main, ["head", "export", "--expression", "mouthSmile_L=1", "--out", str(smile)])
     assert result.exit_code == 0, result.output
     vn, _, tn, _ = read_obj(neutral)
     vs, _, _, _ = read_obj(smile)
-    assert tn is not None and 0.002 < np.abs(vs - vn).max() < 0.02
+    moved = np.linalg.norm(vs - vn, axis=1)
+    assert tn is not None and 0.002 < moved.max() < 0.02
+    assert vn[moved.argmax(), 0] > 0  # mouthSmile_L moves the subject's left (+x)
+    result = runner.invoke(main, ["head", "export", "--expression", "jawOpen=1", "--out", str(jaw)])
+    assert result.exit_code == 0, result.output
+    chin = demo_head().ict.landmark_vertices[8]
+    assert read_obj(jaw)[0][chin, 1] < vn[chin, 1] - 0.01  # jawOpen is the jaw joint: the chin drops
     bad = runner.invoke(main, ["head", "export", "--expression", "grin=1", "--out", str(smile)])
     assert bad.exit_code != 0 and "unknown expression component 'grin'" in bad.output
 
 
-def test_cli_info(tmp_path):
+def test_cli_info_lists_the_ict_components_with_sides():
     result = CliRunner().invoke(main, ["head", "info"])
     assert result.exit_code == 0, result.output
-    assert "eyes_closed" in result.output and "AU12" in result.output
+    assert "ICT Face Model" in result.output and "26719" in result.output
+    rows = [re.match(r"\s+(\d+): (\S+)\s+(\S)\s+(\S+)", line) for line in result.output.splitlines()]
+    lines = {m.group(2): list(m.groups()) for m in rows if m}
+    assert lines["mouthSmile_L"][2:4] == ["L", "AU12"] and lines["eyeBlink_R"][2] == "R"
+    assert len(lines) == 52 and "jawOpen" not in lines
+    pca = CliRunner().invoke(main, ["head", "info", "--parameterisation", "pca"])
+    assert pca.exit_code == 0 and "pca49" in pca.output

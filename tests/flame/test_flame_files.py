@@ -12,7 +12,7 @@ import torch
 
 from faceedit_core.errors import InputError, MissingModelError, UnsafeFileError
 from faceedit_core.flame import FlameLayer, load_flame_model, load_landmark_embedding
-from faceedit_core.flame.io import save_flame_model, save_landmark_embedding
+from faceedit_core.flame.io import FlameModel, save_flame_model, save_landmark_embedding
 from faceedit_core.params import FlameParams
 from faceedit_core.storage.unpickle import safe_load
 from tests.helpers.flame import random_flame
@@ -112,6 +112,17 @@ def test_npz_round_trip_and_layer_agree(tmp_path):
     p = FlameParams.zeros(2, 20, 10)
     p.expression.normal_()
     torch.testing.assert_close(a(p).vertices, b(p).vertices)
+
+
+def test_a_narrower_model_keeps_its_shape_width_through_a_file(tmp_path):
+    model, lm = random_flame()
+    dirs = np.concatenate([model.shapedirs[:, :, :100], model.shapedirs[:, :, 300:352]], axis=2)
+    narrow = FlameModel(**{**model.__dict__, "shapedirs": dirs, "n_shape": 100})
+    back = load_flame_model(save_flame_model(narrow, tmp_path / "narrow.npz"))
+    assert back.n_shape == 100 and back.n_exp == 52
+    np.testing.assert_array_equal(back.shapedirs, dirs)
+    with np.load(save_flame_model(model, tmp_path / "flame.npz")) as npz:
+        assert "n_shape" not in npz.files  # FLAME-width files are written as before
 
 
 def test_missing_and_malformed_files_name_the_problem(tmp_path):

@@ -1,10 +1,12 @@
 """Properties of the FLAME layer that hold for any model in the FLAME layout."""
 
+import numpy as np
 import pytest
 import torch
 
 from faceedit_core.errors import InputError
 from faceedit_core.flame import FlameLayer
+from faceedit_core.flame.io import FlameModel
 from faceedit_core.params import FlameParams
 from tests.helpers.flame import random_flame
 
@@ -127,3 +129,61 @@ def test_all_zero_components_are_skipped_without_changing_the_mesh():
     p = FlameParams.zeros(1, 300, 100)._map(lambda t: t.clone().requires_grad_())
     layer(p).vertices.sum().backward()
     assert p.shape.grad[0, :5].abs().sum() > 0 and not p.shape.grad[0, 5:].any()
+
+
+def _narrow(model, n_shape: int, n_exp: int):
+    """The same random model with only its first n_shape identity and n_exp expression columns."""
+    dirs = np.concatenate([model.shapedirs[:, :, :n_shape], model.shapedirs[:, :, 300 : 300 + n_exp]], axis=2)
+    return FlameModel(**{**model.__dict__, "shapedirs": dirs, "n_shape": n_shape})
+
+
+def test_a_narrower_model_splits_at_its_own_shape_width():
+    """A model with n_shape = 100 and 52 expression columns (the ICT head's widths) poses exactly as
+    the 300 + 100 model whose other columns are zero; its widths are the layer's."""
+    model, lm = random_flame()
+    narrow = _narrow(model, 100, 52)
+    padded = model.shapedirs.copy()
+    padded[:, :, 100:300] = 0
+    padded[:, :, 352:] = 0
+    wide = FlameLayer(FlameModel(**{**model.__dict__, "shapedirs": padded}), lm)
+    layer = FlameLayer(narrow, lm)
+    assert (layer.n_shape, layer.n_exp) == (100, 52) and (wide.n_shape, wide.n_exp) == (300, 100)
+    gen = torch.Generator().manual_seed(3)
+    p = FlameParams.zeros(2, 100, 52)
+    p.shape.normal_(generator=gen)
+    p.expression.normal_(generator=gen)
+    p.jaw_pose[:, 0] = 0.2
+    with torch.no_grad():
+        torch.testing.assert_close(layer(p).vertices, wide(p).vertices, rtol=0, atol=1e-6)
+        verts, lms = layer.subset()(p)
+        torch.testing.assert_close(lms, layer(p).landmarks, rtol=0, atol=1e-6)
+    with pytest.raises(InputError, match="'expression' has 53 coefficients, the model has 52"):
+        layer(FlameParams.zeros(1, 100, 53))
+
+
+@pytest.mark.parametrize(
+    "n_shape, columns, ok",
+    [(300, 400, True), (300, 350, True), (300, 352, False), (300, 301, False), (100, 152, True), (100, 200, True)]
+    + [(100, 100, False), (100, 201, False), (0, 10, False), (301, 401, False)],
+)
+def test_shape_width_is_checked(n_shape, columns, ok):
+    """FLAME's files keep exactly their two layouts (300 + 100 or 50); another width takes 1..100
+    expression columns after its identity columns."""
+    model, _ = random_flame()
+    V = model.n_verts
+    m = FlameModel(**{**model.__dict__, "shapedirs": np.zeros((V, 3, columns), np.float32), "n_shape": n_shape})
+    if ok:
+        assert m.validate().n_exp == columns - n_shape
+    else:
+        with pytest.raises(InputError, match="shapedirs|n_shape"):
+            m.validate()
+
+
+def test_a_transposed_shapedirs_is_used_in_place():
+    """shapedirs [V,3,L] that is a view of a C-contiguous [L,V,3] array (the ICT loader's layout) is
+    not copied by the layer."""
+    model, lm = random_flame()
+    rows = np.ascontiguousarray(model.shapedirs.transpose(2, 0, 1))
+    layer = FlameLayer(FlameModel(**{**model.__dict__, "shapedirs": rows.transpose(1, 2, 0)}), lm)
+    assert np.shares_memory(layer.shapedirs.numpy(), rows) and np.shares_memory(layer.exprdirs.numpy(), rows)
+    torch.testing.assert_close(layer.shapedirs, FlameLayer(model, lm).shapedirs, rtol=0, atol=0)

@@ -1,7 +1,7 @@
-"""Tiny paper-tier models for tests: the demo head's FLAME, the tiny Next3D, tiny CLIP and ArcFace.
+"""Tiny paper-tier models for tests: the procedural head's FLAME, the tiny Next3D, tiny CLIP and ArcFace.
 
 `tiny_models()` gives them in memory (built once per session); `write_models_dir(dir)` writes
-the demo head, the tiny Next3D, CLIP and ArcFace as files in the layouts a user supplies (FLAME
+the procedural head, the tiny Next3D, CLIP and ArcFace as files in the layouts a user supplies (FLAME
 pickle, DECA's landmark .npy, a Next3D checkpoint, CLIP and ArcFace state dicts) under the folders `ModelsDir` looks in.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from faceedit_core.flame.default_head import demo_head
+from faceedit_core.flame.default_head import procedural_head  # the FLAME-layout test head
 from faceedit_core.flame.layer import FlameLayer
 from faceedit_core.paper.models import PaperModels
 
@@ -27,14 +27,14 @@ def tiny_generator(layer: FlameLayer, seed: int = 0):
 
 
 def tiny_models(tmp_dir: Path) -> PaperModels:
-    """PaperModels as a user's folder would give them, at test size: the demo head's FLAME, the
+    """PaperModels as a user's folder would give them, at test size: the procedural head's FLAME, the
     tiny Next3D and tiny random CLIP and ArcFace (weights files under tmp_dir), built once per
     session."""
     from faceedit_core.paper.arcface import load_arcface, tiny_arcface_file
     from faceedit_core.paper.clip_model import load_clip, tiny_clip_file
 
     if "models" not in _cache:
-        head = demo_head()
+        head = procedural_head()
         layer = FlameLayer(head.model, head.landmarks)
         hashes = {"flame": head.content_hash, "next3d": "tiny seed 0", "clip": "tiny", "arcface": "tiny"}
         clip = load_clip(tiny_clip_file(tmp_dir / "clip"))
@@ -44,8 +44,8 @@ def tiny_models(tmp_dir: Path) -> PaperModels:
 
 
 def _flame_pickle(path: Path) -> None:
-    """The demo head as an official FLAME 2023-style pickle (float64 arrays, kintree_table, uint32 faces, UVs)."""
-    m = demo_head().model
+    """The procedural head as an official FLAME 2023-style pickle (float64 arrays, kintree_table, uint32 faces, UVs)."""
+    m = procedural_head().model
     data = {
         "v_template": m.v_template.astype(np.float64),
         "shapedirs": m.shapedirs.astype(np.float64),
@@ -64,8 +64,8 @@ def _flame_pickle(path: Path) -> None:
 
 
 def _deca_landmarks(path: Path) -> None:
-    """The demo head's landmark embedding as DECA's landmark_embedding.npy (a pickled dict in a .npy)."""
-    lm = demo_head().landmarks
+    """The procedural head's landmark embedding as DECA's landmark_embedding.npy (a pickled dict in a .npy)."""
+    lm = procedural_head().landmarks
     data = {
         "static_lmk_faces_idx": lm.static_faces,
         "static_lmk_bary_coords": lm.static_bary,
@@ -85,7 +85,7 @@ def write_models_dir(root: Path, guidance: bool = True) -> Path:
 
     _flame_pickle(root / "flame" / "generic_model.pkl")
     _deca_landmarks(root / "flame" / "landmark_embedding.npy")
-    head = demo_head()
+    head = procedural_head()
     save_checkpoint(tiny_generator(FlameLayer(head.model, head.landmarks)), root / "next3d" / "tiny_next3d")
     if guidance:
         tiny_clip_file(root / "clip")

@@ -13,7 +13,8 @@ from faceedit_core.preview.editor import PreviewEditor
 from faceedit_core.preview.text_to_au import TextToAU
 from faceedit_core.preview.train import PreviewTrainConfig
 
-FAST = PreviewTrainConfig(steps=60, batch=16)
+# the head's conditioned mapper, once per session: enough for "raise brows" on the default head (about 8 s)
+FAST = PreviewTrainConfig(steps=400, batch=32)
 _shared: dict = {}
 
 

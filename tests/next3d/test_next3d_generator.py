@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from faceedit_core.errors import InputError
-from faceedit_core.flame.default_head import load_demo_flame
+from faceedit_core.flame.default_head import load_procedural_flame
 from faceedit_core.next3d import neural_raster as nr
 from faceedit_core.next3d.configs import CONFIGS, Next3DConfig, get_config
 from faceedit_core.next3d.generator import Next3DGenerator, flame_inputs, prepare_vertices
@@ -22,7 +22,7 @@ from tests.helpers.paths import SHARED_DIR
 
 @pytest.fixture(scope="module")
 def layer():
-    return load_demo_flame()
+    return load_procedural_flame()
 
 
 @pytest.fixture(scope="module")
@@ -260,3 +260,37 @@ def test_full_configuration_has_exactly_the_release_state_dict():
     assert list(ours) == list(release)  # the same order, too
     assert sum(p.numel() for p in full.parameters()) == pytest.approx(174e6, rel=0.02)
     assert CONFIGS["full"].neural_rendering_resolution == 64 and CONFIGS["full"].render.depth_resolution == 48
+
+
+def test_ws_halves_render_the_same_image_and_leave_an_unedited_half_out_of_autograd(tiny, head):
+    """Training passes (ws[:, :14], ws[:, 14:] + dw): the same image as the [B,28,512] tensor, and
+    with Next3D frozen the static tri-plane backbone (which reads only ws[:, :14]) records no graph."""
+    from faceedit_core.next3d.generator import split_ws
+
+    ws, verts = head
+    c = orbit([10.0], [0.0]).eg3d_c()
+    with torch.no_grad():
+        whole = tiny.synthesis(ws, c, verts, uniforms=draws(1, tiny))["image"]
+        halves = tiny.synthesis(split_ws(ws), c, verts, uniforms=draws(1, tiny))["image"]
+    assert torch.equal(whole, halves)
+    flags = [p.requires_grad for p in tiny.parameters()]
+    seen = {}
+    hooks = [
+        net.synthesis.register_forward_hook(lambda m, i, o, name=name: seen.__setitem__(name, o.requires_grad))
+        for name, net in (("static", tiny.backbone), ("texture", tiny.texture_backbone))
+    ]
+    try:
+        tiny.requires_grad_(False)
+        dw = torch.zeros(1, 14, 512, requires_grad=True)
+        image = tiny.synthesis((ws[:, :14], ws[:, 14:] + dw), c, verts, uniforms=draws(1, tiny))["image"]
+        image.square().mean().backward()
+        assert seen == {"static": False, "texture": True} and dw.grad.abs().sum() > 0
+        tiny.synthesis(ws + torch.zeros_like(ws, requires_grad=True), c, verts, uniforms=draws(1, tiny))
+        assert seen["static"]  # one [B,28,512] tensor that requires grad pulls the static backbone in
+    finally:
+        for h in hooks:
+            h.remove()
+        for p, flag in zip(tiny.parameters(), flags):
+            p.requires_grad_(flag)
+    with pytest.raises(InputError, match=r"ws\[:, 14:\]"):
+        tiny.synthesis((ws[:, :14], ws[:, :13]), c, verts)

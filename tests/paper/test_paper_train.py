@@ -178,9 +178,9 @@ def test_training_ablations_reach_the_loss(models, tmp_path):
     seen_ws = []
     original = no_id.generator.synthesis
 
-    def spy(ws, c, verts):
-        seen_ws.append(ws.detach().clone())
-        return original(ws, c, verts)
+    def spy(ws, c, verts, **kwargs):
+        seen_ws.append(torch.cat(ws, 1).detach().clone() if isinstance(ws, tuple) else ws.detach().clone())
+        return original(ws, c, verts, **kwargs)
 
     no_id.generator.synthesis = spy
     try:
@@ -240,3 +240,120 @@ def test_a_step_reaches_both_mappers_through_next3d(models, tmp_path):
     assert {k.split(".")[0] for k in last} == {"texture", "emotion"}
     assert all(v.abs().sum() > 0 for v in last.values()), {k: float(v.abs().sum()) for k, v in last.items()}
     assert np.isfinite(result.summary["loss_last"])
+
+
+# ---------------------------------------------------------------- faithful and lean training (issue 18)
+def _guidance_params(models):
+    return [p for m in (models.generator, models.clip, models.arcface) for p in m.parameters()]
+
+
+def test_training_freezes_next3d_clip_and_arcface(models, tmp_path):
+    """No parameter of the frozen networks requires or collects a gradient during a step; the
+    flags are restored afterwards (a models object the caller owns is left as it was)."""
+    params = _guidance_params(models)
+    for p in params:
+        p.grad = None
+    flags = [p.requires_grad for p in params]
+    during = []
+    cfg = replace(TINY, steps=2, batch=1)
+    train_mappers(models, cfg, tmp_path, progress=lambda e: during.append(any(p.requires_grad for p in params)))
+    assert during == [False, False]
+    assert [p.requires_grad for p in params] == flags
+    grads = [p for p in models.generator.parameters() if p.grad is not None]
+    assert not grads, f"{len(grads)} of {len(list(models.generator.parameters()))} Next3D parameters got .grad"
+    assert all(p.grad is None for p in params)
+
+
+def test_a_texture_only_edit_keeps_the_static_triplane_out_of_the_backward_pass(models):
+    from faceedit_core.next3d.generator import edited_halves
+
+    ws = torch.randn(2, 28, 512)
+    dws = torch.zeros(2, 28, 512)
+    dws[:, 14:16] = torch.randn(2, 2, 512)
+    dws.requires_grad_(True)
+    eg3d, texture = edited_halves(ws, dws, (14, 15))
+    assert not eg3d.requires_grad and torch.equal(eg3d, ws[:, :14]) and texture.requires_grad
+    torch.testing.assert_close(torch.cat([eg3d, texture], 1), ws + dws)
+    eg3d, texture = edited_halves(ws, dws, (3, 14))  # a level below 14: both halves carry the edit
+    assert eg3d.requires_grad and texture.requires_grad
+
+
+def test_the_emotion_mapper_edits_the_first_50_coefficients_only(models, tmp_path):
+    n_exp, n_shape = models.flame.n_exp, models.flame.n_shape
+    result = train_mappers(models, replace(FAST, steps=1, batch=1), tmp_path / "default")
+    assert result.mapper.config.n_exp == min(50, n_exp)  # EMOCA's and Next3D's width by default
+    k = min(50, n_exp - 10)  # a head wider than the mapper: the coefficients beyond stay as given
+    narrow = train_mappers(models, replace(FAST, steps=1, batch=1, exp_width=k), tmp_path / "narrow")
+    assert narrow.mapper.config.n_exp == k
+    mapper = _randomise_last_layers(narrow.mapper, 3).eval()
+    params = FlameParams.zeros(2, n_shape, n_exp).replace(expression=torch.randn(2, n_exp) * 0.3)
+    with torch.no_grad():
+        _, edited = edit_latent([(mapper, 1.0)], torch.randn(2, 28, 512), params)
+    assert torch.equal(edited.expression[:, k:], params.expression[:, k:])
+    assert (edited.expression[:, :k] - params.expression[:, :k]).abs().max() > 0
+
+
+def test_latents_are_truncated_below_next3d_cutoff_only(models, tmp_path):
+    G = models.generator
+    calls = []
+    original = G.mapping
+
+    def spy(z, c, **kwargs):
+        out = original(z, c, **kwargs)
+        calls.append((z.clone(), c.clone(), out.clone()))
+        return out
+
+    G.mapping = spy
+    try:
+        train_mappers(models, replace(FAST, steps=1, batch=2), tmp_path)
+    finally:
+        del G.mapping
+    (z, c, ws), *_ = calls
+    with torch.no_grad():
+        full = G.mapping(z, c, truncation_psi=1.0)
+        head = G.mapping(z, c, truncation_psi=0.7)
+    torch.testing.assert_close(ws[:, 14:], full[:, 14:], rtol=0, atol=0)  # the texture rows the mapper edits
+    torch.testing.assert_close(ws[:, :14], head[:, :14], rtol=0, atol=0)
+    assert not torch.allclose(ws[:, 14:], head[:, 14:])
+
+
+def test_a_zero_edit_renders_the_same_image_so_its_losses_are_zero(models, tmp_path):
+    """The first step's mappers output exactly zero (zero-initialised last layers); with alpha 0 the
+    PAE target is e_I itself, so the CLIP and identity losses are zero when the initial and edited
+    renders share their ray-sampling draws, and not when each render draws its own."""
+    events = []
+    train_mappers(models, replace(TINY, steps=1, alpha=0.0), tmp_path, progress=events.append)
+    assert events[0]["loss_l2"] == 0.0
+    assert events[0]["loss_clip"] < 1e-6 and events[0]["loss_identity"] < 1e-6, events[0]  # 2e-6 and 5e-5 apart
+
+
+def test_training_runs_the_super_resolution_in_float32(models, tmp_path):
+    sr = models.generator.superresolution
+    for given, during_expected in (("fp16", "fp32"), ("auto", "fp32"), ("bf16", "bf16")):
+        sr.precision = given
+        seen = []
+        try:
+            train_mappers(
+                models, replace(FAST, steps=1, batch=1), tmp_path / given, progress=lambda e: seen.append(sr.precision)
+            )
+        finally:
+            after, sr.precision = sr.precision, "auto"
+        assert seen == [during_expected] and after == given
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (float16 super-resolution runs on CUDA only)")
+def test_a_training_step_on_cuda_keeps_the_super_resolution_gradients(models, tmp_path):
+    """On CUDA the released super-resolution runs in float16; training runs it in float32, so the
+    gradient reaching the mappers through it is finite and not flushed to zero."""
+    cuda = replace(models, flame=models.flame.to("cuda"), generator=models.generator.to("cuda"))
+    cuda = replace(cuda, clip=models.clip.to("cuda"), arcface=models.arcface.to("cuda"))
+    try:
+        result = train_mappers(cuda, replace(TINY, steps=1, batch=2), tmp_path)
+        last = {
+            k: v for k, v in result.mapper.state_dict().items() if k.endswith(f"{2 * TINY.mapper.layers - 2}.weight")
+        }
+        assert all(torch.isfinite(v).all() and v.abs().sum() > 0 for v in last.values())
+        assert cuda.generator.superresolution.precision == "auto"  # restored after training
+    finally:
+        for m in (models.flame, models.generator, models.clip, models.arcface):
+            m.to("cpu")

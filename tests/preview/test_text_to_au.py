@@ -77,3 +77,35 @@ def test_bad_prompts(parser):
         parser.parse("   ")
     with pytest.raises(InputError, match="limit is 300"):
         parser.parse("smile " * 100)
+
+
+@pytest.mark.parametrize(
+    "prompt, target",
+    [
+        ("wink with the left eye", {"AU43_L": 1.0}),
+        ("wink with the right eye", {"AU43_R": 1.0}),
+        ("a smirk on the right", {"AU12_R": 0.9, "AU14_R": 0.6}),
+        ("raise one eyebrow", {"AU1_L": 1.0, "AU2_L": 1.0}),
+        ("left brow up, right brow down", {"AU1_L": 1.0, "AU2_L": 1.0, "AU4_R": 1.0}),
+        ("raise the left eyebrow", {"AU1_L": 1.0, "AU2_L": 1.0}),
+        ("smile on the left side", {"AU6_L": 1.0, "AU12_L": 1.0}),
+        ("wink", {"AU43_L": 1.0}),  # one-sided by nature: the subject's left without a side word
+        ("look left", {"AU61": 1.0}),
+        ("look right", {"AU62": 1.0}),
+        ("open the mouth", {"AU25": 1.0, "AU26": 1.0}),
+        ("yawn", {"AU25": 1.0, "AU26": 1.0, "AU27": 1.0}),
+    ],
+)
+def test_sides_and_the_jaw(parser, prompt, target):
+    assert parser.parse(prompt).intensities == pytest.approx(target)
+
+
+def test_a_side_on_a_symmetric_entry_stays_on_lateral_actions_only(parser):
+    # "surprised" has midline jaw actions: a side moves the brows and lids of that side, the jaw whole
+    got = parser.parse("surprised on the right").intensities
+    assert got["AU25"] == got["AU26"] == 1.0 and "AU1_R" in got and "AU1_L" not in got and "AU1" not in got
+
+
+def test_symmetric_prompts_name_bilateral_actions(parser):
+    for prompt in ("A person who is smiling", "slight smile", "close eyes and frown", "raise both eyebrows"):
+        assert all("_" not in au for au in parser.parse(prompt).intensities), prompt

@@ -383,3 +383,29 @@ def test_the_nvdiffrast_path_culls_per_image_and_maps_ids_back(monkeypatch, cull
     torch.testing.assert_close(theirs.depth, ours.depth)
     back = torch.tensor([[[-0.5, -0.5, 0.5, 1.0], [0.0, 0.5, 0.5, 1.0], [0.5, -0.5, 0.5, 1.0]]])  # clockwise in NDC
     assert (raster._rasterize_nvdiffrast(back, torch.tensor([[0, 1, 2]]), 8, 8, cull).face_id >= 0).any() != cull
+
+
+def test_covered_pixels_without_frames_equal_the_frames_and_each_runs_per_image():
+    """frames=False gives, image by image, exactly the covered pixels of the frames (CPU pool and a
+    single image alike, the z-buffer reused from call to call), and each= is applied to every image."""
+    clip, faces = random_mesh(7, n_faces=40)
+    clip = torch.from_numpy(clip)
+    views = torch.stack(
+        [clip, clip * 1.5, clip + torch.tensor([0.2, 0.1, 0.0, 0.0]), clip + torch.tensor([5.0, 0, 0, 0])]
+    )
+    faces = torch.from_numpy(faces)
+    frames = rasterize(views, faces, (18, 26), cull_backfaces=True)
+    for batch in (views, views[1:2]):
+        want = rasterize(batch, faces, (18, 26), cull_backfaces=True).covered_images()
+        for _ in range(2):  # the second call reuses the workers' z-buffers
+            got = rasterize(batch, faces, (18, 26), cull_backfaces=True, frames=False)
+            assert len(got) == len(batch)
+            for g, w in zip(got, want):
+                assert torch.equal(g.hit, w.hit) and torch.equal(g.face, w.face) and g.size == (18, 26)
+                torch.testing.assert_close(g.bary, w.bary)
+                torch.testing.assert_close(g.depth, w.depth)
+    assert len(frames.covered_images()[3].hit) == 0  # the view off screen covers nothing
+    counts = rasterize(views, faces, (18, 26), cull_backfaces=True, frames=False, each=lambda b, c: (b, len(c.hit)))
+    assert counts == [(b, int(frames.mask[b].sum())) for b in range(4)]
+    with pytest.raises(InputError, match="frames=False"):
+        rasterize(views, faces, (18, 26), each=lambda b, c: None)

@@ -1,4 +1,4 @@
-"""The backend over real loopback sockets: every op, retries across a restart, cancel, load, fuzz, CURVE."""
+"""The backend over real loopback sockets: every op, retries across a restart, cancel, load."""
 
 import threading
 import time
@@ -7,12 +7,12 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-from backend_server.server import Server, is_loopback
+from backend_server.server import Server
+from faceedit_core.errors import Cancelled
 from faceedit_wire import protocol as P
 from faceedit_wire.client import Client, ServerError, ServerUnavailable
+from faceedit_wire.net import is_loopback
 from tests.helpers.server import RunningServer, fast_editor, free_port
 
 PARAMS = {"shape": np.zeros((1, 100), np.float32), "expression": np.zeros((1, 50), np.float32)}
@@ -163,22 +163,32 @@ def test_client_survives_a_server_restart_mid_request():
 
 def test_unreachable_server_is_a_clear_error():
     client = Client(f"tcp://127.0.0.1:{free_port()}", timeout_s=0.3, retries=1)
-    with pytest.raises(ServerUnavailable, match="is `faceedit-server` running"):
+    with pytest.raises(ServerUnavailable, match="(?i)is `faceedit-server` running"):
         client.call("ping")
     client.close()
 
 
-def test_cancel_stops_a_training_job(server, client):
-    editor = fast_editor()
-    rid = client.submit("train", {"prompt": "very angry"})
-    deadline = time.monotonic() + 30
-    while client.call("status", {"job": rid})["state"] != "running" and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert client.call("cancel", {"job": rid})["job"] == rid
-    reply = _wait_reply(client, rid)
-    assert reply["ok"] is False and reply["error"]["code"] == P.CANCELLED
-    assert client.call("status", {"job": rid})["state"] == "cancelled"
-    assert editor is fast_editor()
+def test_cancel_stops_a_running_job_between_its_steps(stub_server, handler):
+    def train(editor, args, ctx):  # a long job that checks its cancel flag between steps
+        for step in range(100_000):
+            ctx["progress"]({"stage": "train", "step": step, "total": 100_000})
+            if ctx["cancelled"]():
+                raise Cancelled(f"training cancelled at step {step}")
+            time.sleep(0.01)
+
+    handler("train", train)
+    client = Client(stub_server.bound_address, timeout_s=30, retries=0)
+    try:
+        rid = client.submit("train", {"prompt": "very angry"})
+        deadline = time.monotonic() + 30
+        while client.call("status", {"job": rid})["state"] != "running" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert client.call("cancel", {"job": rid})["job"] == rid
+        reply = _wait_reply(client, rid)
+        assert reply["ok"] is False and reply["error"]["code"] == P.CANCELLED
+        assert client.call("status", {"job": rid})["state"] == "cancelled"
+    finally:
+        client.close()
 
 
 def test_eight_clients_fifty_requests_nothing_lost_or_crossed(server):
@@ -206,48 +216,6 @@ def test_eight_clients_fifty_requests_nothing_lost_or_crossed(server):
     assert not errors
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(
-    payload=st.one_of(
-        st.binary(max_size=200),
-        st.builds(
-            lambda d: msgpack.packb(d),
-            st.dictionaries(
-                st.sampled_from(["v", "id", "op", "args", "x"]),
-                st.one_of(st.integers(-(2**63), 2**63 - 1), st.text(max_size=8), st.none(), st.binary(max_size=8)),
-                max_size=5,
-            ),
-        ),
-        st.builds(
-            lambda op, a: P.encode({"v": 1, "id": "fz", "op": op, "args": a}),
-            st.sampled_from(["edit", "render", "status", "cancel"]),
-            st.dictionaries(
-                st.sampled_from(["params", "prompt", "size", "job", "turntable", "cameras"]),
-                st.one_of(
-                    st.integers(-(2**63), 2**63 - 1),
-                    st.text(max_size=5),
-                    st.none(),
-                    st.lists(st.integers(-(2**31), 2**31), max_size=3),
-                ),
-                max_size=4,
-            ),
-        ),
-    )
-)
-def test_fuzzed_messages_never_take_the_server_down(server, payload):
-    sock = zmq.Context.instance().socket(zmq.DEALER)
-    sock.setsockopt(zmq.LINGER, 0)
-    sock.connect(server.address)
-    sock.send(payload)
-    if sock.poll(5000):
-        reply = P.decode(sock.recv())
-        assert "ok" in reply or "event" in reply
-    sock.close(0)
-    ping = Client(server.address, timeout_s=10, retries=0)
-    assert "time" in ping.call("ping")
-    ping.close()
-
-
 def test_non_loopback_bind_without_curve_is_refused():
     assert (
         is_loopback("tcp://127.0.0.1:5555")
@@ -256,40 +224,3 @@ def test_non_loopback_bind_without_curve_is_refused():
     )
     with pytest.raises(ValueError, match="without CURVE keys"):
         Server(fast_editor, "tcp://0.0.0.0:5555")
-
-
-def test_curve_round_trip(tmp_path):
-    import zmq.auth
-
-    from backend_server.server import CurveConfig
-    from faceedit_wire.client import CurveKeys
-
-    for name in ("server", "client"):
-        (tmp_path / name).mkdir()
-        zmq.auth.create_certificates(str(tmp_path / name), name)
-    srv = Server(
-        fast_editor,
-        "tcp://127.0.0.1:*",
-        curve=CurveConfig(tmp_path / "server" / "server.key_secret", tmp_path / "client"),
-    )
-    ready = threading.Event()
-    t = threading.Thread(target=srv.serve_forever, args=(ready,), daemon=True)
-    t.start()
-    assert ready.wait(10)
-    port = int(srv.bound_address.rsplit(":", 1)[1])
-    try:
-        good = Client(
-            f"tcp://127.0.0.1:{port}",
-            timeout_s=5,
-            retries=0,
-            curve=CurveKeys(tmp_path / "client" / "client.key_secret", tmp_path / "server" / "server.key"),
-        )
-        assert "time" in good.call("ping")
-        good.close()
-        plain = Client(f"tcp://127.0.0.1:{port}", timeout_s=0.5, retries=0)
-        with pytest.raises(ServerUnavailable):
-            plain.call("ping")
-        plain.close()
-    finally:
-        srv.stop()
-        t.join(timeout=10)

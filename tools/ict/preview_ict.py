@@ -7,8 +7,8 @@ Each PNG is a strip of views: front, three-quarter, a mouth close-up and an eye 
 Cases: neutral, mouthSmile_L, jawOpen through the jaw joint, eyeBlink on both sides, a PCA
 sample, a smile with the jaw half open, the neck turned with the eyes looking left, plus landmark
 overlays with the head turned (dynamic contour). Vertex colours come from
-faceedit_core.render.ict_materials and are shaded here (Lambert + ambient), since the preview
-renderer takes only a UV texture.
+faceedit_core.render.ict_materials and are shaded here (Lambert + ambient) with close-up cameras
+and landmark dots; the served renders use PreviewRenderer (ict_materials.preview_renderer).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     layers = {"semantic": FlameLayer(sem.model, sem.landmarks), "pca": FlameLayer(pca.model, pca.landmarks)}
 
     def pose(head, expression=None, jaw=0.0, yaw_deg=0.0, neck=None, eyes=None):
-        p = FlameParams.zeros(1, 300, head.model.shapedirs.shape[2] - 300)
+        p = FlameParams.zeros(1, head.model.n_shape, head.model.n_exp)
         if neck is not None:
             p.neck_pose[0] = torch.tensor(neck)
         if eyes is not None:

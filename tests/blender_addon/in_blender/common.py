@@ -3,8 +3,10 @@ extension, wait on the add-on's poll step, snapshot the scene. Imports nothing b
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
+import traceback
 
 import bpy
 import numpy as np
@@ -25,18 +27,60 @@ def configure(fe, address: str, timeout_s: float, retries: int) -> None:
     p.address, p.timeout_s, p.retries = address, timeout_s, retries
 
 
-def drain(fe, limit_s: float = 300.0) -> dict:
-    """Call the add-on's timer step (timers never fire in the bpy module) until the job ends ->
-    final status and `seen`: the progress messages the panel showed meanwhile."""
-    t0, seen = time.monotonic(), []
-    while fe.session.timer_step() is not None:
+def drain(fe, limit_s: float = 300.0, until=None) -> dict:
+    """Call the add-on's timer step (timers never fire in the bpy module) until no job runs (or
+    until() is true) -> final status, `seen` (the messages the panel showed meanwhile) and `log`
+    (the outcomes reported to Blender's Info area meanwhile: [level, text])."""
+    jobs = fe.session.JOBS
+    t0, seen, logged = time.monotonic(), [], len(jobs.log)
+    while jobs.busy and not (until is not None and until()):
+        fe.session.timer_step()
         if time.monotonic() - t0 > limit_s:
             raise SystemExit(f"job still running after {limit_s} s")
-        if not seen or seen[-1] != fe.session.JOBS.status.message:
-            seen.append(fe.session.JOBS.status.message)
+        if not seen or seen[-1] != jobs.status.message:
+            seen.append(jobs.status.message)
         time.sleep(0.01)
-    s = fe.session.JOBS.status
-    return {"message": s.message, "error": s.error, "seen": seen}
+    fe.session.timer_step()
+    s = jobs.status
+    return {"message": s.message, "error": s.error, "seen": seen, "log": [list(e) for e in jobs.log[logged:]]}
+
+
+@contextlib.contextmanager
+def section(res: dict, name: str):
+    """Record whether a part of the driver ran to its end (its traceback otherwise) and its time;
+    the driver goes on with the next part either way."""
+    t0 = time.perf_counter()
+    res.setdefault("sections", {})[name] = "running"
+    try:
+        yield
+        res["sections"][name] = "ok"
+    except BaseException:  # noqa: BLE001 - reported to the test, which fails with it
+        res["sections"][name] = traceback.format_exc()
+        print(res["sections"][name], flush=True)
+    res.setdefault("timings_s", {})[name] = round(time.perf_counter() - t0, 2)
+
+
+def poll_refusal(op) -> dict:
+    """Whether an operator's poll() refuses now, and what calling it raises."""
+    refused = not op.poll()
+    try:
+        op()
+        raised = ""
+    except RuntimeError as exc:
+        raised = str(exc)
+    return {"refused": refused, "raised": raised}
+
+
+def evaluated_coords(obj) -> np.ndarray:
+    """The object's evaluated vertex positions (shape keys and modifiers applied), mesh space [V,3]."""
+    dg = bpy.context.evaluated_depsgraph_get()
+    dg.update()
+    ev = obj.evaluated_get(dg)
+    mesh = ev.to_mesh()
+    co = np.empty(len(mesh.vertices) * 3, np.float32)
+    mesh.vertices.foreach_get("co", co)
+    ev.to_mesh_clear()
+    return co.reshape(-1, 3)
 
 
 def key_coords(kb) -> np.ndarray:
@@ -64,6 +108,8 @@ def snapshot() -> dict:
                 (kb.name, round(kb.value, 6), hashlib.sha256(key_coords(kb).tobytes()).hexdigest())
                 for kb in (keys.key_blocks if keys else [])
             ]
+        if ob.type == "ARMATURE":
+            entry["pose"] = [(pb.name, [round(v, 6) for row in pb.matrix_basis for v in row]) for pb in ob.pose.bones]
         objects[ob.name] = entry
     return {
         "objects": objects,
@@ -76,7 +122,26 @@ def snapshot() -> dict:
             "camera": bpy.context.scene.camera.name if bpy.context.scene.camera else None,
             "frames": [bpy.context.scene.frame_start, bpy.context.scene.frame_end],
         },
+        "fcurves": _fcurves(),
     }
+
+
+def _fcurves() -> dict:
+    """Every keyframe of every action (channelbags in 5.x), as plain data."""
+    out = {}
+    for action in bpy.data.actions:
+        curves = []
+        for layer in getattr(action, "layers", ()):
+            for strip in layer.strips:
+                for bag in strip.channelbags:
+                    curves += list(bag.fcurves)
+        if not hasattr(action, "layers"):
+            curves = list(action.fcurves)
+        out[action.name] = sorted(
+            (fc.data_path, fc.array_index, [tuple(round(v, 6) for v in kp.co) for kp in fc.keyframe_points])
+            for fc in curves
+        )
+    return out
 
 
 class CheckedLayout:
