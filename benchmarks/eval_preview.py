@@ -364,14 +364,29 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch threads per head")
     ns = ap.parse_args()
     heads = ns.heads.split(",")
-    args = [(h, ns.quick, ns.identities, ns.threads, ns.images or None) for h in heads]
+    args = {h: (h, ns.quick, ns.identities, ns.threads, ns.images or None) for h in heads}
+    done: dict[str, dict] = {}
+
+    def keep(name: str, result: dict) -> None:  # each head's results as soon as it finishes
+        done[name] = result
+        if ns.json:
+            Path(ns.json).write_text(json.dumps([done[h] for h in heads if h in done], indent=1, default=str))
+
     if ns.jobs > 1:
         with ProcessPoolExecutor(ns.jobs) as pool:
-            results = list(pool.map(evaluate_head, *zip(*args)))
+            futures = {pool.submit(evaluate_head, *a): h for h, a in args.items()}
+            for future, name in futures.items():
+                try:
+                    keep(name, future.result())
+                except Exception as exc:  # one head failing leaves the others' figures
+                    print(f"[{name}] failed: {exc!r}", flush=True)
     else:
-        results = [evaluate_head(*a) for a in args]
-    if ns.json:
-        Path(ns.json).write_text(json.dumps(results, indent=1, default=str))
+        for name, a in args.items():
+            try:
+                keep(name, evaluate_head(*a))
+            except Exception as exc:
+                print(f"[{name}] failed: {exc!r}", flush=True)
+    results = [done[h] for h in heads if h in done]
     report = markdown(results, ns.identities, ns.quick)
     if ns.out:
         Path(ns.out).write_text(report)

@@ -59,8 +59,10 @@ def _emoca_folder(root, name, exp_value, seed):
 
 def test_training_lowers_the_loss_and_writes_a_mapper_set(models, tmp_path):
     # one latent, one (neutral) start, frontal views: every step sees the same heads, so the lower
-    # loss is the optimiser's doing, not a luckier draw (seeded: 0.93x over 20 steps)
-    cfg = replace(TINY, n_latents=1)
+    # loss is the optimiser's doing, not a luckier draw (seeded: 0.89x over 20 steps at lr 1e-2;
+    # with Next3D's truncation the texture rows of this latent are untruncated, and at the loops'
+    # lr 3e-3 its tiny-model loss moved under 1 % in 20 steps, 6 % in 30)
+    cfg = replace(TINY, n_latents=1, lr=1e-2)
     events = []
     result = train_mappers(models, cfg, tmp_path, progress=events.append)
     s = result.summary
