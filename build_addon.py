@@ -1,11 +1,13 @@
 """Build the FaceEdit Blender extension zip(s) without a Blender binary.
 
     python build_addon.py [--out dist] [--platforms all | linux-x64,windows-x64,macos-arm64,macos-x64]
+    python build_addon.py --lock
 
 Stages blender_addon/ into build/addon/faceedit/, copies the torch-free wire package
 (faceedit_wire/, shared with the server: its single source) whole into its `wire/` package,
 fetches unmodified pyzmq and msgpack wheels with pip for every Python that a supported Blender
-embeds (3.11: Blender 4.2-5.0; 3.13: Blender 5.1+) and every platform asked for, writes them
+embeds (3.11: Blender 4.2-5.0; 3.13: Blender 5.1+) and every platform asked for, each checked
+against its sha256 in requirements/addon-wheels.txt (`--lock` rewrites that table), writes them
 into the manifest and runs the extension builder that ships inside the bpy wheel
 (`blender_ext.py build`; `--split-platforms` for several platforms: one zip per platform, as the
 extension docs recommend, each holding only its own wheels). The builder is looked up in
@@ -15,13 +17,18 @@ extension docs recommend, each holding only its own wheels). The builder is look
 from __future__ import annotations
 
 import argparse
+import hashlib
+import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 WHEELS = ("pyzmq==27.3.0", "msgpack==1.2.4")
+# the bundled wheel files and their sha256, per platform and Python (`--lock` rewrites it)
+WHEEL_TABLE = ROOT / "requirements" / "addon-wheels.txt"
 # the Pythons Blender embeds: 3.11 in 4.2 LTS .. 5.0, 3.13 in 5.1 .. 5.2 LTS
 PYTHONS = ("3.11", "3.13")
 # Blender platform -> pip platform tags (pip also accepts the older manylinux/macOS tags they imply)
@@ -56,41 +63,87 @@ def stage(stage_dir: Path) -> Path:
     return pkg
 
 
+def wheel_table(path: Path = WHEEL_TABLE) -> dict[tuple[str, str, str], tuple[str, str]]:
+    """requirements/addon-wheels.txt -> {(platform, python, distribution): (wheel file, sha256)}."""
+    table = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = line.split()
+        if len(fields) != 4 or not re.fullmatch(r"sha256:[0-9a-f]{64}", fields[3]):
+            raise SystemExit(f"build_addon: {path}:{number}: expected 'PLATFORM PYTHON WHEEL sha256:HEX', got {line!r}")
+        plat, python, wheel, digest = fields
+        if (plat, python, wheel.split("-")[0]) in table:
+            raise SystemExit(
+                f"build_addon: {path}:{number}: a second {wheel.split('-')[0]} wheel for {plat}, Python {python}"
+            )
+        table[(plat, python, wheel.split("-")[0])] = (wheel, digest.removeprefix("sha256:"))
+    return table
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pip_download(plat: str, python: str, specs: list[str], dest: Path) -> None:
+    """pip download the `specs` (requirement lines, hashes included) for one platform and Python into dest."""
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / "requirements.txt").write_text("".join(f"{spec}\n" for spec in specs))
+    cmd = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:", "--no-deps", "--python-version"]
+    cmd += [python, "--implementation", "cp", "-d", str(dest), "-r", str(dest / "requirements.txt")]
+    for tag in PIP_PLATFORMS[plat]:
+        cmd += ["--platform", tag]
+    if any("--hash=" in spec for spec in specs):
+        cmd.append("--require-hashes")
+    if subprocess.run(cmd).returncode:
+        raise SystemExit(
+            f"build_addon: pip could not fetch the {plat}, Python {python} wheels {specs} (a hash that differs "
+            f"from {WHEEL_TABLE.name} shows above as 'THESE PACKAGES DO NOT MATCH THE HASHES')"
+        )
+
+
 def fetch_wheels(pkg: Path, platforms: list[str], cache: Path) -> list[str]:
-    """pip download the wheels for each platform and Python -> their paths relative to the package."""
+    """pip download the wheels of requirements/addon-wheels.txt for each platform and Python, each checked
+    against its sha256 there -> their paths relative to the package."""
+    table = wheel_table()
     (pkg / "wheels").mkdir(exist_ok=True)
     names = []
     for plat, python in ((p, v) for p in platforms for v in PYTHONS):
         dest = cache / f"{plat}-py{python}"
-        dest.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            sys.executable,
-            "-m",
-            "pip",
-            "download",
-            "-q",
-            "--only-binary=:all:",
-            "--no-deps",
-            "--python-version",
-            python,
-            "--implementation",
-            "cp",
-            "-d",
-            str(dest),
-        ]
-        for tag in PIP_PLATFORMS[plat]:
-            cmd += ["--platform", tag]
-        subprocess.run(cmd + list(WHEELS), check=True)
+        rows = {spec: table.get((plat, python, spec.split("==")[0])) for spec in WHEELS}
+        missing = [spec for spec, row in rows.items() if row is None]
+        if missing:
+            raise SystemExit(f"build_addon: {WHEEL_TABLE} has no {plat}, Python {python} wheel for {missing}")
+        pip_download(plat, python, [f"{spec} --hash=sha256:{digest}" for spec, (_, digest) in rows.items()], dest)
+        for spec, (wheel, _) in rows.items():
+            path = dest / wheel
+            if not path.is_file():
+                raise SystemExit(
+                    f"build_addon: pip did not fetch {wheel} ({spec}, {plat}, Python {python}) into {dest}"
+                )
+            shutil.copy2(path, pkg / "wheels" / wheel)
+            names.append(f"./wheels/{wheel}")
+    return list(dict.fromkeys(names))  # one universal2 pyzmq wheel serves both macOS platforms
+
+
+def lock_wheels(scratch: Path) -> None:
+    """Rewrite requirements/addon-wheels.txt (its comment lines kept) from a fresh pip download of WHEELS for
+    every platform and Python (nothing to check them against yet: review the diff)."""
+    lines = [line for line in WHEEL_TABLE.read_text().splitlines() if line.startswith("#")]
+    for plat, python in ((p, v) for p in PIP_PLATFORMS for v in PYTHONS):
+        dest = scratch / f"{plat}-py{python}"
+        pip_download(plat, python, list(WHEELS), dest)
         for spec in WHEELS:
             dist, version = spec.split("==")
             found = sorted(dest.glob(f"{dist}-{version}-*.whl"))
-            if not found:
-                raise SystemExit(
-                    f"build_addon: pip did not fetch a {spec} wheel for {plat}, Python {python} into {dest}"
-                )
-            shutil.copy2(found[-1], pkg / "wheels" / found[-1].name)
-            names.append(f"./wheels/{found[-1].name}")
-    return list(dict.fromkeys(names))  # one universal2 pyzmq wheel serves both macOS platforms
+            if len(found) != 1:
+                raise SystemExit(f"build_addon: expected one {spec} wheel for {plat}, Python {python}, got {found}")
+            lines.append(f"{plat} {python} {found[0].name} sha256:{sha256(found[0])}")
+    WHEEL_TABLE.write_text("\n".join(lines) + "\n")
 
 
 def write_manifest(pkg: Path, wheels: list[str], platforms: list[str]) -> None:
@@ -110,7 +163,7 @@ def find_blender_ext(given: str | None) -> Path:
         raise SystemExit(
             f"build_addon: the extension builder {path} is missing: create .venv-blender "
             f"(`make blender-venv`: python3.11 -m venv .venv-blender && .venv-blender/bin/pip install "
-            f"bpy==5.0.1) or pass --blender-ext PATH/TO/blender_ext.py"
+            f"--require-hashes -r requirements/blender-cp311.txt) or pass --blender-ext PATH/TO/blender_ext.py"
         )
     return path
 
@@ -142,7 +195,13 @@ def main(argv: list[str] | None = None) -> int:
         help=f"'all' or comma-separated, of {', '.join(PIP_PLATFORMS)} (default: this machine's)",
     )
     ap.add_argument("--blender-ext", default=None, help="path to blender_ext.py (default: from .venv-blender)")
+    ap.add_argument("--lock", action="store_true", help=f"only rewrite {WHEEL_TABLE.name} from a fresh download")
     ns = ap.parse_args(argv)
+    if ns.lock:
+        with tempfile.TemporaryDirectory() as scratch:
+            lock_wheels(Path(scratch))
+        print(WHEEL_TABLE)
+        return 0
     platforms = (
         list(PIP_PLATFORMS) if ns.platforms == "all" else [p.strip() for p in ns.platforms.split(",") if p.strip()]
     )

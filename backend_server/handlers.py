@@ -55,6 +55,21 @@ def _edit_args(args: dict) -> tuple[str | None, list[str], float]:
     return prompt, ids, P.get_number(args, "intensity", 1.0, -P.MAX_INTENSITY, P.MAX_INTENSITY)
 
 
+def _edited(editor, params, edit_args: tuple, who: dict, ctx: dict):
+    """Editor.edit of params by edit_args (prompt, mapper ids, intensity; `_edit_args`) for the identity
+    `who` ({"ws": ...} or {}), with the request's progress and cancel -> EditResult."""
+    prompt, ids, intensity = edit_args
+    return editor.edit(
+        params,
+        prompt=prompt,
+        mapper_ids=ids,
+        intensity=intensity,
+        progress=ctx["progress"],
+        cancel=ctx["cancelled"],
+        **who,
+    )
+
+
 def hello(editor, args, ctx) -> dict:
     result = {
         "protocol": P.PROTOCOL_VERSION,
@@ -81,6 +96,9 @@ def hello(editor, args, ctx) -> dict:
             "n_exp": mesh["n_exp"],
             "head_hash": mesh["head_hash"],
         }
+        for key, dtype in (("vertex_colours", np.float32), ("drawn_faces", np.uint8)):  # how previews colour it
+            if mesh.get(key) is not None:
+                result["head"][key] = np.asarray(mesh[key], dtype)
     if "expression_basis" in args:  # the Blender add-on checks a FLAME rig's Exp keys against these
         result["expression_basis"] = expression_basis(editor, args["expression_basis"])
     return result
@@ -114,15 +132,7 @@ def edit(editor, args, ctx) -> dict:
     prompt, ids, intensity = _edit_args(args)
     if prompt is None and not ids:
         raise P.ProtocolError(P.INVALID_FIELD, "an edit needs field 'prompt' or 'mapper_ids'")
-    result = editor.edit(
-        params,
-        prompt=prompt,
-        mapper_ids=ids,
-        intensity=intensity,
-        progress=ctx["progress"],
-        cancel=ctx["cancelled"],
-        **identity(editor, args),
-    )
+    result = _edited(editor, params, (prompt, ids, intensity), identity(editor, args), ctx)
     summary = result.summary()
     return {
         "params": params_to_wire(result.params),
@@ -149,15 +159,7 @@ def render(editor, args, ctx) -> dict:
             f"the limit is {MAX_RENDER_PIXELS} (fields 'params', 'turntable.views' or 'cameras', 'size')",
         )
     if prompt is not None or ids:
-        params = editor.edit(
-            params,
-            prompt=prompt,
-            mapper_ids=ids,
-            intensity=intensity,
-            progress=ctx["progress"],
-            cancel=ctx["cancelled"],
-            **who,
-        ).params
+        params = _edited(editor, params, (prompt, ids, intensity), who, ctx).params
     return {
         "images": render_pngs(editor, params, cams, size, ctx, who),
         "cameras": cams.eg3d_c().numpy().astype(np.float32),
@@ -317,5 +319,4 @@ def invert(editor, args, ctx) -> dict:
     }
 
 
-# 'invert' needs faceedit_wire.protocol.OPS to list it before the server accepts the op
 HANDLERS = {"hello": hello, "edit": edit, "render": render, "train": train, "invert": invert}

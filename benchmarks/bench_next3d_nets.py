@@ -49,11 +49,11 @@ def main() -> None:
             lambda m: m.synthesis(ws),
         ),
         "mouth StyleUNet (64^2 -> 256^2)": (
-            StyleUNet(512, 25, 512, 256, 32, 32, 64, 4, 64, **FULL),
+            StyleUNet(512, 25, 512, 256, 32, cond_channels=32, in_size=64, final_size=4, num_cond_res=64, **FULL),
             lambda m: m(torch.randn(1, 32, 64, 64, device=dev), ws),
         ),
         "blending StyleUNet (256^2 -> 256^2)": (
-            StyleUNet(512, 25, 512, 256, 32, 32, 256, 32, 256, **FULL),
+            StyleUNet(512, 25, 512, 256, 32, cond_channels=32, in_size=256, final_size=32, num_cond_res=256, **FULL),
             lambda m: m(torch.randn(1, 32, 256, 256, device=dev), ws),
         ),
     }

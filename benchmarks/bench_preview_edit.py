@@ -1,7 +1,8 @@
 """Preview tier: how long the head's conditioned mapper takes to train once, and how long an edit
 with a never-seen prompt then takes (target: <= 50 ms on the 2-core CPU). See docs/performance.md.
 
-Run: .venv/bin/python benchmarks/bench_preview_edit.py [--flame FILE] [--threads 2] [--steps N]
+Run: .venv/bin/python benchmarks/bench_preview_edit.py [--flame FILE | --head ict-pca|standin|procedural]
+     [--threads 2] [--steps N]
 Each timed prompt is used once (its text goes through the sentence model fresh); the editor, the
 text model and the head's mapper are loaded before timing. Figures: the whole `Editor.edit` call
 (parse + mapper + FLAME layer + AU critic, batch 1), and its parse share.
@@ -47,6 +48,7 @@ NEVER_SEEN = (
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--flame", default=None, help="a FLAME file (default: the embedded default head)")
+    ap.add_argument("--head", default=None, help="a built-in head by eval_preview.py's names (ict-pca, standin, ...)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=None, help="training steps (default: the tier's)")
     ns = ap.parse_args()
@@ -56,7 +58,14 @@ def main() -> None:
     from faceedit_core.preview.train import PreviewTrainConfig
 
     cfg = PreviewTrainConfig() if ns.steps is None else replace(PreviewTrainConfig(), steps=ns.steps)
-    editor = build_editor(flame=ns.flame, train_config=cfg)
+    if ns.head is None:
+        editor = build_editor(flame=ns.flame, train_config=cfg)
+    else:
+        from eval_preview import build_head
+
+        from faceedit_core.preview.editor import PreviewEditor
+
+        editor = PreviewEditor(build_head(ns.head), train_config=cfg)
     print(f"head: {editor.head.label}, {editor.layer.n_verts} vertices, {editor.head.n_edit} coefficients")
     t0, c0 = time.perf_counter(), time.process_time()
     existed = editor.store.exists(editor.head_mapper_id())

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import bpy
 
+from .operators import refuse
+
 LOG_LINES = 8
 GRACE_S = 5.0
 READY_LINE = "server listening on"  # what faceedit-server logs once its socket is bound
@@ -196,7 +198,9 @@ def draw_state(layout) -> None:
     row = box.row(align=True)
     row.operator("faceedit.backend_start", icon="PLAY")
     row.operator("faceedit.backend_stop", icon="CANCEL")
-    row.operator("faceedit.backend_log", icon="TEXT")
+    log = row.row(align=True)  # Blender's wm.path_open opens it in the system's viewer
+    log.enabled = BACKEND.log_path is not None and BACKEND.log_path.is_file()
+    log.operator("wm.path_open", text="Open Log", icon="TEXT").filepath = str(BACKEND.log_path or "")
     for line in BACKEND.log_tail():
         box.label(text=line[:120])
 
@@ -213,13 +217,12 @@ class FACEEDIT_OT_backend_start(bpy.types.Operator):
         from . import prefs
 
         p = prefs.preferences()
-        if BACKEND.running:
-            cls.poll_message_set(f"The backend is already {BACKEND.state()}")
-            return False
-        if p is None or not (p.backend_env.strip() or p.backend_command.strip()):
-            cls.poll_message_set("Set 'Backend environment' or 'Backend command' in the FaceEdit preferences")
-            return False
-        return True
+        unset = p is None or not (p.backend_env.strip() or p.backend_command.strip())
+        return refuse(
+            cls,
+            f"The backend is already {BACKEND.state()}" if BACKEND.running else None,
+            "Set 'Backend environment' or 'Backend command' in the FaceEdit preferences" if unset else None,
+        )
 
     def execute(self, context):
         from . import prefs, session
@@ -245,10 +248,7 @@ class FACEEDIT_OT_backend_stop(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        if not BACKEND.running:
-            cls.poll_message_set("No backend started by Blender is running")
-            return False
-        return True
+        return refuse(cls, None if BACKEND.running else "No backend started by Blender is running")
 
     def execute(self, context):
         from . import session
@@ -256,24 +256,6 @@ class FACEEDIT_OT_backend_stop(bpy.types.Operator):
         session.JOBS.cancel("cancelled: the backend was stopped")
         session.server.clear()
         self.report({"INFO"}, BACKEND.stop())
-        return {"FINISHED"}
-
-
-class FACEEDIT_OT_backend_log(bpy.types.Operator):
-    """Open the backend's log file"""
-
-    bl_idname = "faceedit.backend_log"
-    bl_label = "Open Log"
-
-    @classmethod
-    def poll(cls, context):
-        if BACKEND.log_path is None or not BACKEND.log_path.is_file():
-            cls.poll_message_set("No backend log yet: Start the backend first")
-            return False
-        return True
-
-    def execute(self, context):
-        bpy.ops.wm.path_open(filepath=str(BACKEND.log_path))
         return {"FINISHED"}
 
 
@@ -295,4 +277,4 @@ def unregister() -> None:
         print(f"FaceEdit: {BACKEND.stop()}", file=sys.stderr)
 
 
-CLASSES = (FACEEDIT_OT_backend_start, FACEEDIT_OT_backend_stop, FACEEDIT_OT_backend_log)
+CLASSES = (FACEEDIT_OT_backend_start, FACEEDIT_OT_backend_stop)

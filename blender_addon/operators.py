@@ -16,7 +16,7 @@ import time
 import bpy
 import numpy as np
 
-from . import apply, rig, session
+from . import apply, demo_head, rig, session
 from .wire.client import ServerError
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -46,6 +46,13 @@ def target_reason(context) -> str | None:
 def prompt_reason(context) -> str | None:
     if not context.scene.faceedit.prompt.strip():
         return "Type a prompt first (or pick one from the presets menu)"
+    return None
+
+
+def identity_reason(context) -> str | None:
+    field = identity_field(context.scene.faceedit.identity)
+    if field is not None and field.get("seed", 0) >= 2**63:
+        return "Identity: a seed must lie within 0..2^63-1"
     return None
 
 
@@ -90,11 +97,30 @@ def _alive(name: str):
 with_server = session.with_server
 
 
+def identity_field(text: str) -> dict | None:
+    """The panel's Identity -> the requests' 'identity' field (paper tier): None when empty (the server's
+    default face), {"seed": n} for a number, else {"latent": name}."""
+    text = text.strip()
+    if not text:
+        return None
+    return {"seed": int(text)} if text.isascii() and text.isdigit() else {"latent": text}
+
+
 def request_settings(scene) -> dict:
     """The scene settings a request uses, read when it is sent (the reply may come much later)."""
     fe = scene.faceedit
     keys = ("prompt", "intensity", "keyframe", "mix", "replace_keyed", "views", "view_size", "planes_in_render")
-    return {k: getattr(fe, k) for k in keys} | {"frame": scene.frame_current, "scene": scene.name}
+    return {k: getattr(fe, k) for k in keys} | {
+        "frame": scene.frame_current,
+        "scene": scene.name,
+        "identity": fe.identity.strip(),
+    }
+
+
+def with_identity(args: dict, settings: dict) -> dict:
+    """args with the 'identity' field when the panel names one (only then: a preview-tier server refuses it)."""
+    field = identity_field(settings["identity"])
+    return args if field is None else args | {"identity": field}
 
 
 # ---------------------------------------------------------------------------- edits
@@ -138,7 +164,7 @@ def send_edit(obj_name: str, settings: dict, label: str) -> None:
     def send(flame_to_mesh):
         target = _alive(obj_name)
         params = rig.read_params(target, session.server, settings["mix"], flame_to_mesh)
-        args = {"params": params, "prompt": settings["prompt"], "intensity": 1.0}
+        args = with_identity({"params": params, "prompt": settings["prompt"], "intensity": 1.0}, settings)
         session.JOBS.submit(
             "edit",
             args,
@@ -193,15 +219,14 @@ def apply_rig_edit(scene, obj, args: dict, result: dict, settings: dict, flame_t
     exp = keys["Exp"]
     t = rig.FRAMES["as is"] if flame_to_mesh is None else flame_to_mesh
     bones = {b: rig.bone_frame(obj, b, t) is not None for b in ("jaw", *rig.EYE_BONES)}
+    correctives = rig.correctives_on(obj, t)  # read before the bones move
     # every check passed: write
     changed = []
     for i, kb in enumerate(exp):
         new = float(values["Exp"][i]) if i < len(values["Exp"]) else (0.0 if settings["mix"] == "REPLACE" else kb.value)
         if kb.value != new:
             changed.append(kb)
-        if not kb.slider_min <= new <= kb.slider_max:  # a key's value is clamped to its slider range
-            kb.slider_min, kb.slider_max = max(-10.0, min(kb.slider_min, new)), min(10.0, max(kb.slider_max, new))
-        kb.value = new
+        rig.set_value(kb, new)
     posed, notes = [], []
     if bones["jaw"]:
         posed.append(rig.write_bone(obj, "jaw", t, values["jaw_pose"]))
@@ -212,10 +237,9 @@ def apply_rig_edit(scene, obj, args: dict, result: dict, settings: dict, flame_t
             posed.append(rig.write_bone(obj, bone, t, values["eye_pose"][3 * i : 3 * i + 3]))
         elif values["eye_pose_moved"]:
             notes.append(f"the gaze change was not applied to the {bone} (no such bone)")
-    pose = keys["Pose"]
-    if pose and any(kb.value != 0.0 for kb in pose):  # correctives on (the official add-on's checkbox)
-        for kb, w in zip(pose, rig.pose_correctives(obj, t)):
-            kb.value = float(w)
+    if correctives:
+        for kb, w in zip(keys["Pose"], rig.pose_correctives(obj, t)):
+            rig.set_value(kb, float(w))
         notes.append("pose correctives updated")
     notes.insert(0, f"{len(changed)} Exp values set")
     if settings["keyframe"]:
@@ -236,6 +260,7 @@ def add_history(obj, prompt: str, settings: dict, key: str, kind: str, result: d
     item = obj.faceedit_history.add()
     item.prompt, item.intensity, item.key, item.kind = prompt, settings["intensity"], key, kind
     item.mix, item.frame = settings["mix"], settings["frame"]
+    item.identity = settings["identity"]
     item.mapper_ids = ",".join(str(i) for i in result.get("mapper_ids") or [])
     obj.faceedit_history_index = len(obj.faceedit_history) - 1
 
@@ -334,6 +359,20 @@ class _Request(bpy.types.Operator):
         return {"CANCELLED"} if ended and ended[-1][0] != "INFO" else {"FINISHED"}
 
 
+class _EditRequest(_Request):
+    """Base of the requests that edit the head with the panel's prompt (and identity)."""
+
+    @classmethod
+    def poll(cls, context):
+        return refuse(
+            cls,
+            busy_reason,
+            lambda: target_reason(context),
+            lambda: prompt_reason(context),
+            lambda: identity_reason(context),
+        )
+
+
 class FACEEDIT_OT_connect(_Request):
     """Ask the server for its tier, models and known expressions"""
 
@@ -372,9 +411,10 @@ class FACEEDIT_OT_add_demo_head(_Request):
         return "Add demo head"
 
 
-def add_demo_head(context, scene, head: dict) -> str:
-    """Build the head clear of the scene's objects, select it, frame it (camera and 3D views) -> a message."""
-    obj = rig.build_demo_head(context, head)
+def add_demo_head(context, scene, mesh: dict) -> str:
+    """Build the head from the server's mesh clear of the scene's objects, select it, frame it (camera and
+    3D views) -> a message."""
+    obj = demo_head.build_demo_head(context, mesh)
     moved = apply.place_clear_of_others(scene, obj)
     scene.faceedit.target = obj
     apply.select_only(context, obj)
@@ -413,16 +453,12 @@ class FACEEDIT_OT_set_prompt(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class FACEEDIT_OT_edit_expression(_Request):
+class FACEEDIT_OT_edit_expression(_EditRequest):
     """Edit the head's expression from the prompt. Demo head: writes (or reuses) the shape key 'FE <prompt>' at
     intensity 1 and sets its value to the intensity (a live slider). FLAME rig: sets its Exp values and jaw"""
 
     bl_idname = "faceedit.edit_expression"
     bl_label = "Edit Expression"
-
-    @classmethod
-    def poll(cls, context):
-        return refuse(cls, busy_reason, lambda: target_reason(context), lambda: prompt_reason(context))
 
     def start(self, context):
         settings = request_settings(context.scene)
@@ -438,16 +474,12 @@ class FACEEDIT_OT_edit_expression(_Request):
         return labels[0]
 
 
-class FACEEDIT_OT_render_views(_Request):
+class FACEEDIT_OT_render_views(_EditRequest):
     """Render the edited head from several views and place the images beside it as planes (packed in the .blend;
     hidden from final renders unless 'Planes in renders')"""
 
     bl_idname = "faceedit.render_views"
     bl_label = "Render Views"
-
-    @classmethod
-    def poll(cls, context):
-        return refuse(cls, busy_reason, lambda: target_reason(context), lambda: prompt_reason(context))
 
     def start(self, context):
         settings = request_settings(context.scene)
@@ -462,13 +494,16 @@ class FACEEDIT_OT_render_views(_Request):
                 params = rig.read_params(_alive(name), session.server, "ADD", flame_to_mesh)
                 n = settings["views"]
                 spread = 60.0 if n > 1 else 0.0
-                args = {
-                    "params": params,
-                    "prompt": settings["prompt"],
-                    "intensity": float(settings["intensity"]),
-                    "size": settings["view_size"],
-                    "turntable": {"views": n, "pitch": 0.0, "yaw_min": -spread, "yaw_max": spread},
-                }
+                args = with_identity(
+                    {
+                        "params": params,
+                        "prompt": settings["prompt"],
+                        "intensity": float(settings["intensity"]),
+                        "size": settings["view_size"],
+                        "turntable": {"views": n, "pitch": 0.0, "yaw_min": -spread, "yaw_max": spread},
+                    },
+                    settings,
+                )
                 session.JOBS.submit(
                     "render",
                     args,

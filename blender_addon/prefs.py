@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import bpy
 
+from .wire.prompts import PAPER_PROMPTS
+
 DRAW_HOOKS: list = []  # more to draw in the preferences' backend box (registered by backend.py)
-PAPER_PROMPTS = (
-    "A person who is smiling",
-    "A person who is angry",
-    "A person who is sad",
-    "A person who is closing eyes",
-    "A person who is raising brow",
-    "A person who is frowning",
-)
 
 
 class FaceEditPreset(bpy.types.PropertyGroup):
@@ -113,6 +107,11 @@ class FaceEditSceneSettings(bpy.types.PropertyGroup):
         default=PAPER_PROMPTS[0],
         description="What the face should do, e.g. 'slight smile' or 'raise brows'",
     )
+    identity: bpy.props.StringProperty(
+        name="Identity",
+        description="Paper tier: whose face to edit and render. Empty: the server's default (seed 0); a number: "
+        "the face of that seed; else the name of a saved latent (the server's latents/, e.g. an inverted photo)",
+    )
     intensity: bpy.props.FloatProperty(
         name="Intensity",
         default=1.0,
@@ -194,6 +193,7 @@ class FaceEditHistoryItem(bpy.types.PropertyGroup):
     key: bpy.props.StringProperty(name="Key", description="The shape key the edit wrote (demo head)")
     kind: bpy.props.StringProperty(name="Kind", description="'demo' or 'flame'")
     mix: bpy.props.StringProperty(name="Mix")
+    identity: bpy.props.StringProperty(name="Identity", description="The panel's Identity of the edit")
     mapper_ids: bpy.props.StringProperty(name="Mappers", description="The server's mapper ids, comma-separated")
     frame: bpy.props.IntProperty(name="Frame")
 

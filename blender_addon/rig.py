@@ -30,8 +30,6 @@ FLAME_VERTS = 5023
 KEY_RE = re.compile(r"^(Shape|Exp|Pose)(\d+)$")
 BONES = ("neck", "jaw", "left_eye", "right_eye")
 EYE_BONES = ("left_eye", "right_eye")  # FLAME's eye_pose: the left eye's axis-angle, then the right's
-DEMO_NAME = "FaceEdit demo head"
-SKIN_RGBA = (0.8, 0.6, 0.5, 1.0)
 CHECK_COMPONENTS = (0, 1, 2, 9)  # expression components compared with the server's basis
 MATCH_TOLERANCE = 1e-3  # relative difference of displacements that still counts as the same basis
 # FLAME's frame -> the rig's mesh frame: as is, or turned from Y-up to Blender's Z-up
@@ -171,6 +169,23 @@ def pose_correctives(obj, flame_to_mesh: np.ndarray) -> np.ndarray:
         r = read_bone(obj, bone, flame_to_mesh) if found is not None else np.zeros(3)
         out.append((rotvec_to_matrix(r) - np.eye(3)).ravel())
     return np.concatenate(out)
+
+
+def correctives_on(obj, flame_to_mesh: np.ndarray) -> bool:
+    """Whether the rig's Pose correctives follow its bones (the official add-on's checkbox): some Pose
+    value is set, or the neck and jaw are at rest, where on and off look alike and FLAME's own
+    model (the server's vertices) has them on. Off: the bones are posed and every Pose value is zero."""
+    pose = flame_keys(obj)["Pose"]
+    if not pose:
+        return False
+    return any(kb.value != 0.0 for kb in pose) or not np.abs(pose_correctives(obj, flame_to_mesh)).max() > 1e-7
+
+
+def set_value(kb, value: float) -> None:
+    """Set a shape key's value, first widening its slider range (Blender clamps a value to it) up to +-10."""
+    if not kb.slider_min <= value <= kb.slider_max:
+        kb.slider_min, kb.slider_max = max(-10.0, min(kb.slider_min, value)), min(10.0, max(kb.slider_max, value))
+    kb.value = value
 
 
 # ---------------------------------------------------------------------------- checks against the server
@@ -317,37 +332,3 @@ def rig_edit_values(obj, sent: dict, result: dict, intensity: float) -> dict:
         out[field] = (before + s * (after - before)).astype(np.float32)
         out[field + "_moved"] = bool(np.abs(after - before).max() > 1e-7)
     return out
-
-
-def build_demo_head(context, head: dict):
-    """A mesh object from the server's head {vertices [V,3], faces [F,3], uvs [T,2], uv_faces [F,3]}."""
-    import bpy
-
-    verts, faces = np.asarray(head["vertices"], np.float32), np.asarray(head["faces"], np.int32)
-    mesh = bpy.data.meshes.new(DEMO_NAME)
-    mesh.vertices.add(len(verts))
-    mesh.vertices.foreach_set("co", verts.ravel())
-    mesh.loops.add(faces.size)
-    mesh.loops.foreach_set("vertex_index", faces.ravel())
-    mesh.polygons.add(len(faces))
-    mesh.polygons.foreach_set("loop_start", np.arange(0, faces.size, 3, dtype=np.int32))
-    mesh.polygons.foreach_set("use_smooth", np.ones(len(faces), bool))
-    if head.get("uvs") is not None and head.get("uv_faces") is not None:
-        uv = np.asarray(head["uvs"], np.float32)[np.asarray(head["uv_faces"], np.int64).ravel()]
-        mesh.uv_layers.new(name="UVMap").data.foreach_set("uv", uv.ravel())
-    mesh.update(calc_edges=True)
-    mat = bpy.data.materials.new("FaceEdit skin")
-    mat.diffuse_color = SKIN_RGBA
-    mat.use_nodes = True
-    bsdf = mat.node_tree.nodes.get("Principled BSDF")
-    if bsdf is not None:
-        bsdf.inputs["Base Color"].default_value = SKIN_RGBA
-        bsdf.inputs["Roughness"].default_value = 0.55
-    mesh.materials.append(mat)
-    obj = bpy.data.objects.new(DEMO_NAME, mesh)
-    obj.rotation_euler = (math.pi / 2, 0.0, 0.0)
-    obj.location = context.scene.cursor.location
-    obj["faceedit_head"] = str(head["head_hash"])
-    obj["faceedit_n_shape"], obj["faceedit_n_exp"] = int(head["n_shape"]), int(head["n_exp"])
-    context.scene.collection.objects.link(obj)
-    return obj

@@ -158,16 +158,22 @@ def _progress_cursor(busy: bool) -> None:
         _progress_on.clear()
 
 
+def undo_push(label: str) -> None:
+    """A reply changed the scene: make it one undo step (the request operators have no UNDO flag, since
+    the reply arrives after they returned)."""
+    try:
+        bpy.ops.ed.undo_push(message=f"FaceEdit: {label}")
+    except RuntimeError:  # no window to keep undo steps in (background mode)
+        pass
+
+
 def timer_step() -> float | None:
     """The timer's body: poll, make a finished edit one undo step, redraw -> the next interval or None."""
     starting = any([hook() for hook in STEP_HOOKS])
     job, succeeded = JOBS.job, JOBS.succeeded
     busy = JOBS.poll_step()
     if job is not None and JOBS.succeeded > succeeded and job.touches_scene:
-        try:  # the reply changed the scene: make it one undo step
-            bpy.ops.ed.undo_push(message=f"FaceEdit: {job.label}")
-        except RuntimeError:
-            pass
+        undo_push(job.label)
     _progress_cursor(busy)
     redraw()
     if busy:

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from pathlib import Path
@@ -27,61 +28,15 @@ from . import apply, operators, rig, session
 from .operators import _alive, busy_reason, refuse, target_reason, with_server
 from .wire.client import ServerError
 
-# ARKit name -> (FACS definition, the prompt FaceEdit understands for it, or None: no such action here)
-ARKIT: dict[str, tuple[str, str | None]] = {
-    "browDownLeft": ("AU4 left", "left brow lowerer"),
-    "browDownRight": ("AU4 right", "right brow lowerer"),
-    "browInnerUp": ("AU1", "inner brow raiser"),
-    "browOuterUpLeft": ("AU2 left", "left outer brow raiser"),
-    "browOuterUpRight": ("AU2 right", "right outer brow raiser"),
-    "cheekPuff": ("AD34 puff", None),
-    "cheekSquintLeft": ("AU6 left", "left cheek raiser"),
-    "cheekSquintRight": ("AU6 right", "right cheek raiser"),
-    "eyeBlinkLeft": ("AU43 left", "left eye closed"),
-    "eyeBlinkRight": ("AU43 right", "right eye closed"),
-    "eyeLookDownLeft": ("AU64", "eyes down"),
-    "eyeLookDownRight": ("AU64", "eyes down"),
-    "eyeLookInLeft": ("AU62 (left eye towards the nose)", "eyes turn right"),
-    "eyeLookInRight": ("AU61 (right eye towards the nose)", "eyes turn left"),
-    "eyeLookOutLeft": ("AU61 (left eye outwards)", "eyes turn left"),
-    "eyeLookOutRight": ("AU62 (right eye outwards)", "eyes turn right"),
-    "eyeLookUpLeft": ("AU63", "eyes up"),
-    "eyeLookUpRight": ("AU63", "eyes up"),
-    "eyeSquintLeft": ("AU7 left", "left lid tightener"),
-    "eyeSquintRight": ("AU7 right", "right lid tightener"),
-    "eyeWideLeft": ("AU5 left", "left upper lid raiser"),
-    "eyeWideRight": ("AU5 right", "right upper lid raiser"),
-    "jawForward": ("AU29 jaw thrust", None),
-    "jawLeft": ("AU30 jaw sideways, left", None),
-    "jawOpen": ("AU26 jaw drop", "jaw drop"),
-    "jawRight": ("AU30 jaw sideways, right", None),
-    "mouthClose": ("AU26 with lips closed", None),
-    "mouthDimpleLeft": ("AU14 left", "left dimpler"),
-    "mouthDimpleRight": ("AU14 right", "right dimpler"),
-    "mouthFrownLeft": ("AU15 left", "left lip corner depressor"),
-    "mouthFrownRight": ("AU15 right", "right lip corner depressor"),
-    "mouthFunnel": ("AU22 lip funneler", None),
-    "mouthLeft": ("mouth shifted left", None),
-    "mouthLowerDownLeft": ("AU16 left", None),
-    "mouthLowerDownRight": ("AU16 right", None),
-    "mouthPressLeft": ("AU24 left", "left lip pressor"),
-    "mouthPressRight": ("AU24 right", "right lip pressor"),
-    "mouthPucker": ("AU18", "lip pucker"),
-    "mouthRight": ("mouth shifted right", None),
-    "mouthRollLower": ("AU28 lower lip", None),
-    "mouthRollUpper": ("AU28 upper lip", None),
-    "mouthShrugLower": ("AU17", "chin raiser"),
-    "mouthShrugUpper": ("AU10", None),
-    "mouthSmileLeft": ("AU12 left", "left lip corner puller"),
-    "mouthSmileRight": ("AU12 right", "right lip corner puller"),
-    "mouthStretchLeft": ("AU20 left", "left lip stretcher"),
-    "mouthStretchRight": ("AU20 right", "right lip stretcher"),
-    "mouthUpperUpLeft": ("AU10 left", None),
-    "mouthUpperUpRight": ("AU10 right", None),
-    "noseSneerLeft": ("AU9 left", "left nose wrinkler"),
-    "noseSneerRight": ("AU9 right", "right nose wrinkler"),
-    "tongueOut": ("AD19 tongue show", None),
-}
+
+def _arkit_table() -> dict[str, tuple[str, str | None]]:
+    """ARKit name -> (FACS definition, the prompt FaceEdit understands for it, or None: no such action
+    here), from arkit52.csv beside this file (one row per ARKit blendshape, alphabetical)."""
+    with open(Path(__file__).with_name("arkit52.csv"), newline="", encoding="utf-8") as f:
+        return {row["name"]: (row["facs"], row["prompt"] or None) for row in csv.DictReader(f)}
+
+
+ARKIT = _arkit_table()
 SEQUENCE_PROP = "faceedit_sequence"  # on the Key datablock: {key name: [frames FaceEdit keyed]}
 
 
@@ -155,7 +110,7 @@ class FACEEDIT_UL_history(bpy.types.UIList):
 
 
 class FACEEDIT_OT_history_apply(bpy.types.Operator):
-    """Apply this history entry again (its prompt, intensity and mix mode) to the head"""
+    """Apply this history entry again (its prompt, intensity, mix mode and identity) to the head"""
 
     bl_idname = "faceedit.history_apply"
     bl_label = "Re-apply"
@@ -181,6 +136,7 @@ class FACEEDIT_OT_history_apply(bpy.types.Operator):
         fe.prompt, fe.intensity = item.prompt, item.intensity
         if item.mix in ("REPLACE", "ADD"):
             fe.mix = item.mix
+        fe.identity = item.identity
         return bpy.ops.faceedit.edit_expression(wait=self.wait)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bpy
 
 from . import backend, prefs, rig, session
+from .wire.prompts import PAPER_PROMPTS
 
 
 class FACEEDIT_MT_presets(bpy.types.Menu):
@@ -19,7 +20,7 @@ class FACEEDIT_MT_presets(bpy.types.Menu):
             op.prompt, op.intensity = item.prompt, item.intensity
         if p is not None and len(p.presets):
             layout.separator()
-        for name in session.server.get("expressions") or list(prefs.PAPER_PROMPTS):
+        for name in session.server.get("expressions") or list(PAPER_PROMPTS):
             layout.operator("faceedit.set_prompt", text=name).prompt = name
         layout.separator()
         layout.operator("faceedit.preset_add", icon="ADD")
@@ -64,6 +65,7 @@ class FACEEDIT_PT_panel(_Panel, bpy.types.Panel):
         col.prop(fe, "intensity", slider=True)
         row = col.row(align=True)
         row.prop(fe, "mix", expand=True)
+        col.prop(fe, "identity")
         col.prop(fe, "keyframe")
         col.prop(fe, "replace_keyed")
         col.prop(fe, "all_selected")

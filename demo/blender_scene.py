@@ -20,14 +20,6 @@ import bpy
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "blender_addon" / "in_blender"))
 from common import configure, install  # noqa: E402
 
-PROMPTS = (
-    "A person who is smiling",
-    "A person who is angry",
-    "A person who is sad",
-    "A person who is closing eyes",
-    "A person who is raising brow",
-    "A person who is frowning",
-)
 SIZE, SAMPLES, FRAMES = 256, 16, 8
 
 
@@ -67,6 +59,7 @@ def main() -> None:
     out = Path(out).resolve()
     t0 = time.perf_counter()
     fe = install(zip_path)
+    prompts = fe.wire.prompts.PAPER_PROMPTS  # the paper's six, from the wire the add-on ships
     configure(fe, address, timeout_s=120.0, retries=1)
     scene = bpy.context.scene
     stage()
@@ -74,7 +67,7 @@ def main() -> None:
     run(fe, "add_demo_head", "demo head")
     head = scene.faceedit.target
     report = {"head": head.name, "vertices": len(head.data.vertices), "edits": {}}
-    for prompt in PROMPTS:
+    for prompt in prompts:
         t = time.perf_counter()
         scene.faceedit.prompt, scene.faceedit.intensity = prompt, 1.0
         run(fe, "edit_expression", prompt)
@@ -84,18 +77,18 @@ def main() -> None:
         }
     t = time.perf_counter()
     frames = fe.batch.turntable(
-        scene, [None, *PROMPTS], str(out / "blender_frames"), frames=FRAMES, size=SIZE, samples=SAMPLES, indices=[0, 1]
+        scene, [None, *prompts], str(out / "blender_frames"), frames=FRAMES, size=SIZE, samples=SAMPLES, indices=[0, 1]
     )
     sheet = fe.batch.contact_sheet(
         [[paths[i] for paths in frames.values()] for i in (0, 1)], str(out / "blender_contact_sheet.png")
     )
-    turn = fe.batch.turntable(scene, [PROMPTS[0]], str(out / "turntable"), frames=FRAMES, size=SIZE, samples=SAMPLES)
+    turn = fe.batch.turntable(scene, [prompts[0]], str(out / "turntable"), frames=FRAMES, size=SIZE, samples=SAMPLES)
     report["render_seconds"] = round(time.perf_counter() - t, 2)
     report["contact_sheet"], report["turntable"] = str(sheet), [str(p) for p in next(iter(turn.values()))]
     # the server's own renders of the smile beside the head (packed), then an expression reel
-    scene.faceedit.prompt, scene.faceedit.views, scene.faceedit.view_size = PROMPTS[0], 4, 256
+    scene.faceedit.prompt, scene.faceedit.views, scene.faceedit.view_size = prompts[0], 4, 256
     run(fe, "render_views", "render views")
-    names = [fe.apply.key_name(p) for p in PROMPTS]
+    names = [fe.apply.key_name(p) for p in prompts]
     fe.apply.solo_key(head, None)
     for i, name in enumerate(names):
         kb = head.data.shape_keys.key_blocks[name]

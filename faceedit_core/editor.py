@@ -22,16 +22,7 @@ from faceedit_core.errors import InputError
 from faceedit_core.flame.layer import FlameLayer
 from faceedit_core.params import FlameParams
 from faceedit_wire.limits import MAX_INTENSITY, MAX_MAPPERS
-
-# the paper's six evaluation prompts: the demo, the evaluation and the benchmarks use this one list
-PAPER_PROMPTS = (
-    "A person who is smiling",
-    "A person who is angry",
-    "A person who is sad",
-    "A person who is closing eyes",
-    "A person who is raising brow",
-    "A person who is frowning",
-)
+from faceedit_wire.prompts import PAPER_PROMPTS as PAPER_PROMPTS  # the paper's six: one list, in the wire
 
 Progress = Callable[[dict], None] | None
 Cancel = Callable[[], bool] | None
@@ -118,7 +109,6 @@ class Editor(abc.ABC):
     def known_expressions(self) -> list[str]:
         """Prompts this editor can apply now (examples for the preview tier, trained sets for the paper tier)."""
 
-    @abc.abstractmethod
     def edit(
         self,
         params: FlameParams,
@@ -127,8 +117,17 @@ class Editor(abc.ABC):
         intensity: float = 1.0,
         progress: Progress = None,
         cancel: Cancel = None,
+        **options,
     ) -> EditResult:
-        """Edit params [B] by a prompt and/or mapper ids; intensity scales the residuals."""
+        """Edit params [B] by a prompt and/or mapper ids; intensity scales the residuals. The request
+        passes `check_edit_request` before any work, then the tier's `_edit` does it; options are the
+        tier's own (the paper tier's `ws`)."""
+        ids = check_edit_request(prompt, mapper_ids, intensity)
+        return self._edit(params, prompt, ids, intensity, progress, cancel, **options)
+
+    @abc.abstractmethod
+    def _edit(self, params: FlameParams, prompt, mapper_ids: list[str], intensity, progress, cancel) -> EditResult:
+        """`edit` after the request's checks: mapper_ids is a fresh list the method may change."""
 
     @abc.abstractmethod
     def render(

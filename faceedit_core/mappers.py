@@ -9,65 +9,48 @@ so an untrained mapper set is the identity edit.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from faceedit_core.errors import InputError
+from faceedit_core.storage.records import Record, bounded
 
 
 @dataclass
-class MapperConfig:
-    n_exp: int = 100  # FLAME expression coefficients psi [B, n_exp]
-    w_dim: int = 512
+class MapperConfig(Record):
+    RECORD = "mapper config"
+    n_exp: int = bounded(100, 1, 400)  # FLAME expression coefficients psi [B, n_exp]
+    w_dim: int = bounded(512, 1, 1024)
     texture_levels: tuple[int, ...] = tuple(range(14, 28))  # ws levels the Texture Mapper edits
     texture_branch: bool = True
     emotion_branch: bool = True
     cross_attention: bool = True
-    hidden: int = 256
-    attn_dim: int = 128
-    psi_tokens: int = 8  # psi is embedded as this many tokens for attention
-    layers: int = 4
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "texture_levels": list(self.texture_levels)}
+    hidden: int = bounded(256, 1, 4096)
+    attn_dim: int = bounded(128, 1, 1024)
+    psi_tokens: int = bounded(8, 1, 64)  # psi is embedded as this many tokens for attention
+    layers: int = bounded(4, 1, 16)
 
     @classmethod
     def from_dict(cls, d: dict) -> "MapperConfig":
-        """A config from its dict (a stored manifest's), each field checked against MAPPER_LIMITS
+        """A config from its dict (a stored manifest's), each field checked against its bounds
         before any network is built from it; InputError names the field."""
-        if not isinstance(d, dict):
-            raise InputError("mapper config is not a dict")
-        unknown = sorted(map(str, set(d) - {f.name for f in fields(cls)}))
-        if unknown:
-            raise InputError(f"mapper config has unknown field(s) {unknown[:5]}")
-        for name, (low, high) in MAPPER_LIMITS.items():
-            v = d.get(name, getattr(cls, name))
-            if isinstance(v, bool) or not isinstance(v, int) or not low <= v <= high:
-                raise InputError(f"mapper config '{name}' must be an integer in [{low}, {high}], got {str(v)[:40]}")
+        config = super().from_dict(d)
         for name in ("texture_branch", "emotion_branch", "cross_attention"):
-            if not isinstance(d.get(name, True), bool):
+            if not isinstance(getattr(config, name), bool):
                 raise InputError(f"mapper config '{name}' must be true or false")
-        levels = d.get("texture_levels", ())
+        levels = config.texture_levels
         if (
             not isinstance(levels, (list, tuple))
             or len(set(levels)) != len(levels)
             or not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < MAX_WS_LEVELS for v in levels)
         ):
             raise InputError(f"mapper config 'texture_levels' must be distinct ws levels in [0, {MAX_WS_LEVELS})")
-        return cls(**{**d, "texture_levels": tuple(levels)})
+        config.texture_levels = tuple(levels)
+        return config
 
 
-# What a stored mapper config may ask for (the defaults: 100, 512, 256, 128, 8, 4)
-MAPPER_LIMITS = {
-    "n_exp": (1, 400),
-    "w_dim": (1, 1024),
-    "hidden": (1, 4096),
-    "attn_dim": (1, 1024),
-    "psi_tokens": (1, 64),
-    "layers": (1, 16),
-}
 MAX_WS_LEVELS = 64  # Next3D at 512 px has 28
 
 
@@ -159,7 +142,7 @@ def apply_mappers(
 
 
 @dataclass
-class ConditionedMapperConfig:
+class ConditionedMapperConfig(Record):
     """The preview tier's Emotion Mapper conditioned on an AU target (one network per head).
 
     n_exp: expression coefficients it edits (a prefix of the head's); n_target: AU channels of the
@@ -167,20 +150,14 @@ class ConditionedMapperConfig:
     jaw_max / gaze_max: the largest jaw rotation (x open, y sideways) and eye rotation (x pitch,
     y yaw) one application adds, in radians."""
 
-    n_exp: int = 50
-    n_target: int = 35
+    RECORD = "conditioned mapper config"
+    n_exp: int = bounded(50, 1, 400)
+    n_target: int = bounded(35, 1, 256)
     n_pose_in: int = 9
-    hidden: int = 256
-    layers: int = 4
-    jaw_max: float = 0.5
-    gaze_max: float = 0.5
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "ConditionedMapperConfig":
-        return cls(**d)
+    hidden: int = bounded(256, 1, 4096)
+    layers: int = bounded(4, 1, 16)
+    jaw_max: float = bounded(0.5, 0.0, math.pi)
+    gaze_max: float = bounded(0.5, 0.0, math.pi)
 
 
 class ConditionedMapper(nn.Module):

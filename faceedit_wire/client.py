@@ -14,6 +14,11 @@ server answers a repeated id from its cache or re-attaches it to the running job
 twice), and after `retries` such silent rounds it gives up: it sends `cancel` for the job
 (delivered if the server comes back) and raises `ServerUnavailable`. A server that answers `status`
 with "no such job" (it was restarted) gets the request again at once.
+
+Sends never block (a DEALER socket with no live connection would wait forever): a message that
+cannot be queued counts as unanswered, so the silence rules above end the request within its
+timeout. With CURVE keys, a server that refuses this client's key during the handshake is
+reported at once (`ServerUnavailable` naming the key file), not waited for.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from . import protocol as P
 from .net import is_ipv6
@@ -93,11 +99,11 @@ class Client:
         # who this client is to the server (its jobs and cached replies are keyed by it): random,
         # kept across reconnects so a resent request finds its job; never starts with a zero byte
         self.identity = b"fe-" + uuid.uuid4().hex.encode()
+        self.monitor: zmq.Socket | None = None  # CURVE handshake failures, when curve is given
         self._connect()
 
     def _connect(self) -> None:
-        if self.sock is not None:
-            self.sock.close(0)
+        self.close()
         sock = self.ctx.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.ROUTING_ID, self.identity)
@@ -108,13 +114,38 @@ class Client:
             public, secret = zmq_auth.load_certificate(str(self.curve.client_secret))
             server_public, _ = zmq_auth.load_certificate(str(self.curve.server_public))
             sock.curve_publickey, sock.curve_secretkey, sock.curve_serverkey = public, secret, server_public
+            self.monitor = sock.get_monitor_socket(zmq.EVENT_HANDSHAKE_FAILED_AUTH)
         sock.connect(self.address)
         self.sock = sock
 
     def close(self) -> None:
+        if self.monitor is not None:
+            self.sock.disable_monitor()
+            self.monitor.close(0)
+            self.monitor = None
         if self.sock is not None:
             self.sock.close(0)
             self.sock = None
+
+    def _send(self, payload: bytes) -> None:
+        """Queue payload without blocking. With no connection to queue it on it is dropped: unanswered,
+        the request is resent after the silence limit (and fails after `retries` of them)."""
+        try:
+            self.sock.send(payload, zmq.NOBLOCK)
+        except zmq.Again:
+            pass
+
+    def _refusal(self) -> str | None:
+        """Why the server refused this client's CURVE handshake, if it did since the last look; else None."""
+        while self.monitor is not None and self.monitor.poll(0):
+            event = recv_monitor_message(self.monitor)
+            if event["event"] == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+                return (
+                    f"the FaceEdit server at {self.address} refused this client's CURVE key "
+                    f"(status {event['value']}): the public key of {self.curve.client_secret} must be in the "
+                    f"server's --curve-clients folder"
+                )
+        return None
 
     # ------------------------------------------------------------------ non-blocking
     def submit(self, op: str, args: dict | None = None, req_id: str | None = None) -> str:
@@ -126,13 +157,13 @@ class Client:
                 P.TOO_LARGE, f"request of {len(payload)} bytes exceeds the limit of {P.MAX_MESSAGE_BYTES}"
             )
         self.pending[req_id] = msg
-        self.sock.send(payload)
+        self._send(payload)
         return req_id
 
     def resend(self, req_id: str) -> None:
         """Reconnect and send a pending request again under the same id (after a timeout)."""
         self._connect()
-        self.sock.send(P.encode(self.pending[req_id]))
+        self._send(P.encode(self.pending[req_id]))
 
     def poll(self, timeout_ms: int = 0) -> list[dict]:
         """Messages that have arrived (progress events and final replies); final ones leave `pending`."""
@@ -162,6 +193,10 @@ class Client:
         have passed. Messages for other requests are dropped.
         """
         events, final = [], None
+        refused = self._refusal()
+        if refused is not None:
+            self.abandon(pending)
+            raise ServerUnavailable(refused)
         msgs = self.poll(timeout_ms)
         now = time.monotonic()
         if msgs:  # anything from the server shows it is alive: a new silence starts
@@ -191,7 +226,7 @@ class Client:
                 raise ServerUnavailable(
                     f"no answer from the FaceEdit server at {self.address}: silent for "
                     f"{pending.tries * pending.timeout_s:g} s ({pending.tries} tries of {pending.timeout_s:g} s). "
-                    f"Is `faceedit-server` running?"
+                    f"Is `faceedit-server` running?{self._curve_hint()}"
                 )
             pending.tries += 1
             pending.heard = now
@@ -199,15 +234,20 @@ class Client:
             self.resend(pending.req_id)
         return events, final
 
+    def _curve_hint(self) -> str:
+        if self.curve is None:
+            return ""
+        return f" With CURVE keys: is {self.curve.server_public} this server's public key?"
+
     def _probe_answered(self, pending: Pending, msg: dict) -> None:
         """A status reply about the job: keep waiting, or send the request again when the server lost it."""
         if msg.get("ok"):
             pending.state = str((msg.get("result") or {}).get("state", pending.state))
             if pending.state in FINAL_STATES and pending.req_id in self.pending:
-                self.sock.send(P.encode(self.pending[pending.req_id]))  # its reply missed us: from the cache
+                self._send(P.encode(self.pending[pending.req_id]))  # its reply missed us: from the cache
         elif (msg.get("error") or {}).get("code") == P.NOT_FOUND and pending.req_id in self.pending:
             pending.state = "lost"  # a restarted server, or the request never arrived: send it again
-            self.sock.send(P.encode(self.pending[pending.req_id]))
+            self._send(P.encode(self.pending[pending.req_id]))
 
     def abandon(self, pending: Pending) -> None:
         """Give up on a request: forget it here and ask the server to cancel the job (best effort)."""

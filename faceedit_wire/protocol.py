@@ -30,7 +30,7 @@ from .limits import MAX_BATCH, MAX_ID_CHARS, MAX_INTENSITY, MAX_MESSAGE_BYTES, M
 PROTOCOL_VERSION = 1
 DTYPES = ("float32", "float64", "int32", "int64", "uint8")
 MAX_DIMS, MAX_DIM = 6, 2**31 - 1  # what an array map's shape may claim (its data must match it exactly)
-OPS = ("hello", "ping", "edit", "render", "train", "status", "cancel")
+OPS = ("hello", "ping", "edit", "render", "train", "invert", "status", "cancel")
 
 # error codes
 BAD_REQUEST, UNKNOWN_OP, VERSION, INVALID_FIELD = "bad_request", "unknown_op", "version", "invalid_field"

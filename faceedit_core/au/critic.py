@@ -19,8 +19,12 @@ to the inner eye corners 39, 42 (so a lateral shift of the whole face is no acti
 
   AU1_s  inner brow raiser   dy(inner brow end: 21 R, 22 L)
   AU2_s  outer brow raiser   dy(outer brow end: 17 R, 26 L)
-  AU4_s  brow lowerer        -mean dy(brow 17-20 R, 23-26 L) + 2 x medial pull of the inner end
-                             (the inner end's height is AU1's: sad's 1+4 raises it and pulls it in)
+  AU4_s  brow lowerer        max(0, -mean dy(brow 17-20 R, 23-26 L)) + 2 x medial pull of the inner end
+                             (the inner end's height is AU1's: sad's 1+4 raises it and pulls it in;
+                             brows raised by AU1/AU2 count as no drop rather than a negative one, so
+                             under fear's 1+2+4 AU4 reads by the medial pull alone: brows drawn
+                             together by a full AU4's 2 mm a side read 0.5, present; the drop's
+                             gradient is the unclipped one, as for every measure below)
   AU5_s  upper lid raiser    mean dy(upper lid 37,38 R; 43,44 L)
   AU6_s  cheek raiser        dy(cheek probe s)
   AU7_s  lid tightener       mean dy(lower lid 40,41 R; 46,47 L) - 0.6 x cheek rise
@@ -214,7 +218,7 @@ def au_intensities(
         aperture0 = sum(gap(lm0, a, b) for a, b in _LID_PAIRS[i]) / 2
         raw[f"AU1_{s}"] = dy(_INNER_BROW[i])
         raw[f"AU2_{s}"] = dy(_OUTER_BROW[i])
-        raw[f"AU4_{s}"] = -dy(_BROW[i]) + 2 * medial
+        raw[f"AU4_{s}"] = _clipped(-dy(_BROW[i])) + 2 * medial
         raw[f"AU5_{s}"] = dy(_UPPER_LID[i])
         raw[f"AU6_{s}"] = cheek
         raw[f"AU7_{s}"] = dy(_LOWER_LID[i]) - 0.6 * cheek.clamp(min=0)

@@ -24,23 +24,32 @@ from faceedit_core.au.critic import (
     side_of,
 )
 from faceedit_core.flame.landmarks import landmarks_from_faces
-from faceedit_core.flame.layer import FlameLayer
+from faceedit_core.flame.layer import FlameLayer, KeptResult
 from faceedit_core.params import FlameParams
 
-# AUs that come along with a target AU on any face (FACS co-occurrences), never penalised
+# AUs that come along with a target AU on any face (FACS co-occurrences), never penalised. The jaw's:
+# the lip corners ride down and inwards with the jaw, which the critic's corner measures read as AU15
+# and AU23 (a 0.2 rad drop: AU15 1.1, AU23 0.6 on the ICT head; wide open also AU14); without them
+# the mapper closed the lips over an open jaw (mouthClose) to hide those readings
 COMPANIONS = {
-    "AU26": {"AU25", "AU27"},
-    "AU27": {"AU25", "AU26"},
+    "AU26": {"AU25", "AU27", "AU15", "AU23"},
+    "AU27": {"AU25", "AU26", "AU15", "AU23", "AU14"},
     "AU43": {"AU7"},
     "AU12": {"AU6", "AU14"},
     "AU14": {"AU24", "AU23"},
-    "AU4": {"AU7", "AU43"},
+    "AU4": {"AU7"},  # not AU43: with it free the mapper closed the eyes to lower the brow skin further
+    "AU1": {"AU5"},  # the upper lid's skin rides up with the brows (ICT's brow raise: AU5 0.3)
+    "AU2": {"AU5"},
     "AU23": {"AU24"},
     "AU24": {"AU23"},
     "AU9": {"AU4", "AU7"},
     "AU20": {"AU25"},
 }
 CHANNEL_INDEX = {c: i for i, c in enumerate(CHANNELS)}
+# a target channel whose extent another target action sets: only its hinge from below applies (no pull
+# back to the value asked). The lips part as far as the jaw drops (FACS scores AU25 under AU26/27 by
+# presence): a 0.2 rad jaw drop parts them 17 mm, 3.5 x AU25's reference
+SET_BY = {"AU25": ("AU26", "AU27")}
 # symmetric pairs of channels (left index, right index), one per lateral action
 PAIRS = torch.tensor([(CHANNEL_INDEX[f"{a}_L"], CHANNEL_INDEX[f"{a}_R"]) for a in LATERAL])
 
@@ -87,7 +96,7 @@ class AUObjective:
         self.probes = probes.remapped(self.subset.remap)
         self.has_gaze = bool(len(probes.pupil))
         self.n_exp = layer.n_exp
-        self._last_neutral: tuple[torch.Tensor, tuple] | None = None  # (shape [B,S], neutral)
+        self._last_neutral = KeptResult()  # shape [B,S] -> neutral
 
     def intensities(
         self,
@@ -124,19 +133,11 @@ class AUObjective:
     def _neutral_of_identity(self, params: FlameParams) -> tuple[torch.Tensor, torch.Tensor]:
         """`neutral` without gradient, kept for the last identity: it depends only on the shape,
         and repeated edits of one face would otherwise pose it every time."""
-        key = params.shape.detach()
-        last = self._last_neutral
-        if (
-            last is not None
-            and last[0].shape == key.shape
-            and last[0].device == key.device
-            and last[0].dtype == key.dtype
-            and torch.equal(last[0], key)
-        ):
-            return last[1]
-        with torch.no_grad():
-            neutral = self.neutral(params)
-        self._last_neutral = (key.clone(), neutral)
+        neutral = self._last_neutral.get(params.shape)
+        if neutral is None:
+            with torch.no_grad():
+                neutral = self.neutral(params)
+            self._last_neutral.keep(params.shape, neutral)
         return neutral
 
 
@@ -166,7 +167,7 @@ def channel_loss(
     """[B]: per-item loss towards target [B,K] (zero = not targeted); au, start_au [B,K] in CHANNELS order.
 
     Squared hinge up to each targeted channel (+ margin; x target_weight, with a tenth of the squared
-    miss either way); a hinge on
+    miss either way, except for a channel another target sets: SET_BY); a hinge on
     every channel neither targeted nor a companion rising above where it started (at least 0.3);
     and, for each lateral action whose two sides have the same target, the change of its left-right
     difference (so symmetric prompts stay symmetric), and where only one side is targeted, the other
@@ -174,7 +175,8 @@ def channel_loss(
     """
     on = target > 0
     allowed = (on.float() @ COMPANION_MATRIX.to(au.device).float()) > 0
-    loss = target_weight * (on * (torch.relu(target + margin - au) ** 2 + 0.1 * (au - target) ** 2)).sum(1)
+    pulled = on & ~_set_by_another(on)
+    loss = target_weight * (on * torch.relu(target + margin - au) ** 2 + pulled * 0.1 * (au - target) ** 2).sum(1)
     spurious = (~allowed) * torch.relu(au - start_au.clamp(min=0.3)) ** 2
     loss = loss + spurious_weight * spurious.sum(1)
     if symmetry_weight:
@@ -188,6 +190,14 @@ def channel_loss(
             rise = torch.relu(au[:, other] - start_au[:, other].clamp(min=0.1))
             loss = loss + symmetry_weight * (alone * rise**2).sum(1)
     return loss
+
+
+def _set_by_another(on: torch.Tensor) -> torch.Tensor:
+    """[B,K] bool: channels whose extent another targeted action of the item sets (SET_BY), from on [B,K]."""
+    out = torch.zeros_like(on)
+    for channel, setters in SET_BY.items():
+        out[:, CHANNEL_INDEX[channel]] = on[:, [CHANNEL_INDEX[a] for a in setters]].any(1)
+    return out
 
 
 def au_loss(au: dict, start_au: dict, target: dict[str, float], spurious_weight: float) -> torch.Tensor:

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from faceedit_core.errors import InputError
+from faceedit_core.storage.records import bounded, field_bounds
 from faceedit_wire.limits import MAX_INTENSITY, MAX_VIEWS  # the limits the editor and the wire share (torch-free)
 
 RENDERERS = ("preview", "cycles")
@@ -85,19 +86,19 @@ class HeadSource:
 
     kind: str
     values: tuple
-    components: int = 40
-    scale: float = 1.0
+    components: int = bounded(40, 1, 10_000)
+    scale: float = bounded(1.0, 0.0, 3.0)
     field: str = ""
 
 
 @dataclass(frozen=True)
 class TurntableSpec:
-    views: int = 8
-    size: int = 256
-    pitch: float = 0.0
+    views: int = bounded(8, 1, MAX_VIEWS)
+    size: int = bounded(256, 16, 2048)
+    pitch: float = bounded(0.0, -89.0, 89.0)
     yaw_range: tuple[float, float] = (-180.0, 180.0)
     renderer: str = "preview"
-    samples: int = 16
+    samples: int = bounded(16, 1, 4096)
     blender_python: str | None = None
     blender_version: str = "5.0.1"
 
@@ -108,11 +109,11 @@ class TurntableSpec:
 
 @dataclass(frozen=True)
 class RunSpec:
-    retries: int = 2
-    workers: int = 0
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
-    train_num_gpus: float = 0.0
+    retries: int = bounded(2, 0, 10)
+    workers: int = bounded(0, 0, 1024)
+    num_cpus: float = bounded(1.0, 0.01, 1024)
+    num_gpus: float = bounded(0.0, 0.0, 64)
+    train_num_gpus: float = bounded(0.0, 0.0, 64)
     resources: tuple[tuple[str, float], ...] = ()
 
 
@@ -203,6 +204,11 @@ class _Fields:
         if not lo <= v <= hi:
             self.fail(key, f"{v} is outside {lo}..{hi}")
         return float(v)
+
+    def bounded(self, cls, key: str) -> int | float:
+        """The bounded field `key` of the dataclass `cls` (storage.records.bounded); its default when absent."""
+        default, lo, hi = field_bounds(cls, key)
+        return self.int(key, default, lo, hi) if type(default) is int else self.float(key, default, lo, hi)
 
     def str(self, key: str, default: str | None, choices: tuple[str, ...] | None = None) -> str | None:
         v = self.data.get(key, default)
@@ -327,8 +333,8 @@ def parse_spec(data: dict, path: Path) -> BatchSpec:
             HeadSource(
                 kind,
                 values,
-                components=h.int("components", 40, 1, 10_000),
-                scale=h.float("scale", 1.0, 0.0, 3.0),
+                components=h.bounded(HeadSource, "components"),
+                scale=h.bounded(HeadSource, "scale"),
                 field=h.where,
             )
         )
@@ -361,12 +367,12 @@ def parse_spec(data: dict, path: Path) -> BatchSpec:
         bp = t.str("blender_python", None)
         turntables.append(
             TurntableSpec(
-                views=t.int("views", 8, 1, MAX_VIEWS),
-                size=t.int("size", 256, 16, 2048),
-                pitch=t.float("pitch", 0.0, -89.0, 89.0),
+                views=t.bounded(TurntableSpec, "views"),
+                size=t.bounded(TurntableSpec, "size"),
+                pitch=t.bounded(TurntableSpec, "pitch"),
                 yaw_range=(float(yaw[0]), float(yaw[1])),
                 renderer=renderer,
-                samples=t.int("samples", 16, 1, 4096),
+                samples=t.bounded(TurntableSpec, "samples"),
                 blender_python=_resolve(base, bp) if bp else None,
                 blender_version=t.str("blender_version", "5.0.1"),
             )
@@ -384,11 +390,7 @@ def parse_spec(data: dict, path: Path) -> BatchSpec:
     ):
         r.fail("resources", f"expected a table of resource name = positive amount, got {resources!r}")
     run = RunSpec(
-        retries=r.int("retries", 2, 0, 10),
-        workers=r.int("workers", 0, 0, 1024),
-        num_cpus=r.float("num_cpus", 1.0, 0.01, 1024),
-        num_gpus=r.float("num_gpus", 0.0, 0.0, 64),
-        train_num_gpus=r.float("train_num_gpus", 0.0, 0.0, 64),
+        **{key: r.bounded(RunSpec, key) for key in ("retries", "workers", "num_cpus", "num_gpus", "train_num_gpus")},
         resources=tuple(sorted((k, float(v)) for k, v in resources.items())),
     )
     if editor.device == "cpu" and (run.num_gpus or run.train_num_gpus):

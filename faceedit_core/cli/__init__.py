@@ -1,7 +1,9 @@
 """`faceedit`: the command line of FaceEdit.
 
-Subcommands live in their own modules (`cli_head`, `cli_render`, `cli_edit`, `cli_train`,
-`cli_demo`) and are imported only when used, so `faceedit --help` does not import torch.
+Subcommands live in their own modules (`head`, `render`, `edit`, `train`, `demo`, `batch`,
+`invert`, `eval`) and are imported only when used, so `faceedit --help` does not import torch;
+what they share is in `common`, `editor_options` (the head, device and identity) and `progress`
+(progress bars on stderr, Ctrl-C).
 """
 
 from __future__ import annotations

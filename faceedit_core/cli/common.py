@@ -1,6 +1,7 @@
-"""What every `faceedit` command shares: error reporting, neutral parameters, contact sheets.
+"""What every `faceedit` command shares: error reporting, path options, neutral parameters, contact sheets.
 
-Imported when a command runs, so it imports nothing heavy at module level (no torch).
+Imported when a command runs, so it imports nothing heavy at module level (no torch). The options
+that choose the editor are in `editor_options`, progress bars and Ctrl-C in `progress`.
 """
 
 from __future__ import annotations
@@ -31,44 +32,36 @@ def reports_errors(command):
     return wrapper
 
 
-def flame_options(command):
-    """--flame FILE, --landmarks FILE, --n-exp N: the preview tier on the user's FLAME head."""
-    command = click.option(
-        "--n-exp",
-        "n_exp",
-        default=None,
-        type=click.IntRange(1, 400),
-        help="With --flame: expression coefficients the preview tier edits (default 50, up to the file's 100).",
-    )(command)
-    command = click.option(
-        "--landmarks",
-        default=None,
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="With --flame: DECA's landmark_embedding.npy (default: found beside the FLAME file).",
-    )(command)
-    return click.option(
-        "--flame",
-        default=None,
-        type=click.Path(dir_okay=False, path_type=Path),
-        help="Your FLAME file (FLAME 2020 generic_model.pkl or FLAME 2023 flame2023*.pkl): edit that head.",
-    )(command)
+def path_option(*decls: str, help: str, kind: str | None = None, exists: bool = False, **options):
+    """A click option whose value is a Path (default None); kind "file" or "dir" allows only that (None: either)."""
+    path = click.Path(exists=exists, file_okay=kind != "dir", dir_okay=kind != "file", path_type=Path)
+    if not (options.get("multiple") or options.get("required")):  # click 8.5: an explicit None satisfies required
+        options.setdefault("default", None)
+    return click.option(*decls, type=path, help=help, **options)
 
 
-def head_editor(flame=None, landmarks=None, n_exp=None, **options):
-    """build_editor for the preview tier on --flame (or the embedded default without it)."""
-    from faceedit_core.factory import build_editor
-
-    if flame is None and (landmarks is not None or n_exp is not None):
-        raise click.UsageError("--landmarks and --n-exp go with --flame FILE")
-    return build_editor(flame=flame, landmarks=landmarks, n_exp=n_exp, **options)
+input_file = functools.partial(path_option, kind="file", exists=True)  # an existing file
+input_dir = functools.partial(path_option, kind="dir", exists=True)  # an existing folder
 
 
-def show_training(event: dict) -> None:
-    """Progress of the head's mapper training (once per head; minutes), on stderr."""
-    if event["step"] == 1:
-        click.echo(f"{event['stage']} (once for this head, cached afterwards): {event['total']} steps", err=True)
-    elif event["step"] % 500 == 1 or event["step"] == event["total"]:
-        click.echo(f"  step {event['step']}/{event['total']}  loss {event['loss']:.4f}", err=True)
+def options(*decorators):
+    """One decorator applying several option decorators, in the order they are listed (--help's order)."""
+
+    def apply(command):
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+
+    return apply
+
+
+# --params FILE: the FLAME parameters a command starts from
+params_option = path_option(
+    "--params",
+    "params_path",
+    exists=True,
+    help="FLAME parameters (.npz, .json or an EMOCA output folder); default: the head's neutral face.",
+)
 
 
 def neutral_params(layer):

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from faceedit_core.cli.common import neutral_params, reports_errors, save_contact_sheet, show_training
+from faceedit_core.cli.common import neutral_params, reports_errors, save_contact_sheet
+from faceedit_core.cli.progress import progress_bar
 
 
 @click.command()
@@ -18,7 +19,9 @@ from faceedit_core.cli.common import neutral_params, reports_errors, save_contac
 @click.option("--size", default=256, show_default=True, type=click.IntRange(64, 1024))
 @reports_errors
 def demo(out_dir: Path, size: int) -> None:
-    """Edit the demo head with the paper's six prompts: OBJs, renders, a contact sheet, AU results."""
+    """Edit the demo head with the paper's six prompts: OBJs, renders, a contact sheet, AU results.
+
+    Progress bars on stderr: the head's Emotion Mapper (trained once, cached afterwards), then the edits."""
     import numpy as np
 
     from faceedit_core.editor import PAPER_PROMPTS
@@ -35,28 +38,33 @@ def demo(out_dir: Path, size: int) -> None:
     cams = portrait([0.0, 35.0], [0.0, 5.0])
     rows = [editor.render(neutral, cams, size)[0]]
     write_obj(out_dir / "neutral.obj", editor.layer(neutral).vertices[0].detach().numpy(), m.f, m.vt, m.ft)
-    report = {}
+    with progress_bar("{stage} (once for this head, cached afterwards)") as bar:
+        editor.train_head(progress=bar)  # after which every prompt edits at once
+    report, lines = {}, []
     # the paper's six prompts, then (on a head with left/right shapes) two one-sided ones
     sided = ("wink with the left eye", "a smirk on the right") if getattr(editor.head, "sides", False) else ()
-    for prompt in PAPER_PROMPTS + sided:
-        t0 = time.perf_counter()
-        # the first edit trains the head's Emotion Mapper (once; cached), after which every prompt is immediate
-        result = editor.edit(neutral, prompt=prompt, progress=show_training)
-        name = prompt.removeprefix("A person who is ").replace(" ", "_")
-        write_obj(out_dir / f"{name}.obj", result.vertices[0].numpy(), m.f, m.vt, m.ft)
-        result.params.save(out_dir / f"{name}.npz")
-        rows.append(editor.render(result.params, cams, size)[0])
-        summary = result.summary()
-        report[prompt] = {
-            "success": summary["success"][0],
-            "target": summary["target"],
-            "au": {a: round(v[0], 2) for a, v in summary["au"].items() if v[0] >= 0.3},
-            "seconds": round(time.perf_counter() - t0, 2),
-        }
-        click.echo(
-            f"{prompt:32s} success={summary['success'][0]}  target={sorted(summary['target'])}  "
-            f"({report[prompt]['seconds']} s)"
-        )
+    prompts = PAPER_PROMPTS + sided
+    with progress_bar("editing") as bar:
+        for i, prompt in enumerate(prompts):
+            t0 = time.perf_counter()
+            result = editor.edit(neutral, prompt=prompt)
+            name = prompt.removeprefix("A person who is ").replace(" ", "_")
+            write_obj(out_dir / f"{name}.obj", result.vertices[0].numpy(), m.f, m.vt, m.ft)
+            result.params.save(out_dir / f"{name}.npz")
+            rows.append(editor.render(result.params, cams, size)[0])
+            summary = result.summary()
+            report[prompt] = {
+                "success": summary["success"][0],
+                "target": summary["target"],
+                "au": {a: round(v[0], 2) for a, v in summary["au"].items() if v[0] >= 0.3},
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+            lines.append(
+                f"{prompt:32s} success={summary['success'][0]}  target={sorted(summary['target'])}  "
+                f"({report[prompt]['seconds']} s)"
+            )
+            bar({"stage": "edit", "step": i + 1, "total": len(prompts)})
+    click.echo("\n".join(lines))  # after the bar: one line per prompt
     tiles = np.stack(rows)  # [1+prompts, 2, H, W, 4]: rows neutral then prompts; columns front, three-quarter
     save_contact_sheet(out_dir / "contact_sheet.png", tiles.transpose(1, 0, 2, 3, 4))  # rows: views; columns: prompts
     (out_dir / "report.json").write_text(json.dumps(report, indent=1))

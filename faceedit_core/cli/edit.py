@@ -3,50 +3,33 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
-from faceedit_core.cli.common import flame_options, head_editor, neutral_params, reports_errors, show_training
+from faceedit_core.cli.common import neutral_params, params_option, path_option, reports_errors
+from faceedit_core.cli.editor_options import head_editor, head_options
+from faceedit_core.cli.progress import progress_bar
 
 
 @click.command()
 @click.option("--prompt", default=None, help="The expression, e.g. 'raise brows slightly' or 'close eyes and frown'.")
 @click.option("--mapper", "mapper_ids", multiple=True, help="Trained mapper id(s) to apply (repeatable, composes).")
-@click.option(
-    "--params",
-    "params_path",
-    type=click.Path(exists=True, path_type=Path),
-    default=None,
-    help="Input FLAME parameters (.npz, .json or an EMOCA output folder); default: the neutral demo head.",
-)
+@params_option
 @click.option("--intensity", default=1.0, show_default=True, type=float, help="Scales the edit (0 = unchanged).")
-@click.option(
-    "--out",
-    "out_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Edited parameters (.npz or .json).",
-)
-@click.option(
-    "--obj",
-    "obj_path",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Also write the edited mesh as OBJ (first item).",
-)
-@flame_options
+@path_option("--out", "out_path", kind="file", required=True, help="Edited parameters (.npz or .json).")
+@path_option("--obj", "obj_path", kind="file", help="Also write the edited mesh as OBJ (first item).")
+@head_options("Your model folder: flame/ + next3d/ edit with the paper tier (flame/ alone: the preview tier).")
 @reports_errors
-def edit(prompt, mapper_ids, params_path, intensity, out_path, obj_path, flame, landmarks, n_exp):
-    """Edit FLAME parameters from a prompt and write the result (the edited expression, jaw and eyes)."""
+def edit(prompt, mapper_ids, params_path, intensity, out_path, obj_path, **head):
+    """Edit FLAME parameters from a prompt and write the result (the edited expression, jaw and eyes).
+
+    Prints a JSON report on stdout; progress (a mapper trained on first use) goes to stderr."""
     from faceedit_core.params import FlameParams
 
-    editor = head_editor(flame, landmarks, n_exp)
+    editor = head_editor(**head)
     params = FlameParams.load(params_path) if params_path else neutral_params(editor.layer)
-
-    result = editor.edit(
-        params, prompt=prompt, mapper_ids=list(mapper_ids), intensity=intensity, progress=show_training
-    )
+    with progress_bar("{stage} (cached afterwards)") as bar:
+        result = editor.edit(params, prompt=prompt, mapper_ids=list(mapper_ids), intensity=intensity, progress=bar)
     result.params.save(out_path)
     if obj_path:
         from faceedit_core.storage.mesh_io import write_obj

@@ -11,60 +11,32 @@ EVAL/openface/<set>`) and evaluate again with --openface EVAL/openface to fill i
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from faceedit_core.cli.common import reports_errors
+from faceedit_core.cli.common import input_dir, input_file, path_option, reports_errors
+from faceedit_core.cli.editor_options import models_options
+from faceedit_core.cli.progress import progress_bar
 
 
 @click.command("eval")
-@click.option(
-    "--models",
-    "models_dir",
-    required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Your model folder (flame/, next3d/, clip/, arcface/ and the trained mappers/).",
-)
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
+@models_options("Your model folder (flame/, next3d/, clip/, arcface/ and the trained mappers/).", required=True)
+@path_option("--out", kind="dir", required=True, help="Output folder.")
 @click.option("--pairs", default=1000, show_default=True, type=click.IntRange(1, 1_000_000), help="Pairs per set.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Identity i is this seed + i.")
-@click.option(
-    "--latent",
-    "latents",
-    multiple=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="Latent files to use as the identities instead of seeds (repeatable; cycled).",
+@path_option(
+    "--latent", "latents", exists=True, multiple=True, help="Latent files as the identities instead of seeds (cycled)."
 )
-@click.option(
-    "--refs",
-    default=None,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="EMOCA outputs to start from (cycled; default the neutral face).",
-)
+@input_dir("--refs", help="EMOCA outputs to start from (cycled; default the neutral face).")
 @click.option("--set", "set_ids", multiple=True, help="Evaluate only these mapper sets (repeatable).")
-@click.option(
-    "--real",
-    default=None,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Folder of real face images for FID/KID (the paper: 5,000 FFHQ images).",
-)
-@click.option(
+@input_dir("--real", help="Real face images for FID/KID (the paper: 5,000 FFHQ images).")
+@input_file(
     "--inception",
-    default=None,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Inception-v3 weights (pytorch-fid's pt_inception-2015-12-05-*.pth, or torchvision's), for FID/KID.",
 )
-@click.option(
-    "--openface",
-    default=None,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="OpenFace CSVs of the renders: <dir>/<set>/<i>_edit.csv.",
-)
+@input_dir("--openface", help="OpenFace CSVs of the renders: <dir>/<set>/<i>_edit.csv.")
 @click.option("--batch", default=8, show_default=True, type=click.IntRange(1, 256), help="Heads rendered at once.")
 @click.option("--fid-size", default=299, show_default=True, type=click.IntRange(75, 1024), hidden=True)
 @click.option("--no-renders", is_flag=True, help="Do not write the renders (no OpenFace column then).")
-@click.option("--device", default="cpu", type=click.Choice(["cpu", "cuda"]))
 @reports_errors
 def eval_command(models_dir, out, pairs, seed, latents, refs, set_ids, real, inception, openface, **opts) -> None:
     """Evaluate the trained mapper sets of DIR; print the table and write it to OUT."""
@@ -94,13 +66,7 @@ def eval_command(models_dir, out, pairs, seed, latents, refs, set_ids, real, inc
         net = load_inception(inception, device, size=cfg.fid_size)
     identities = [load_latent(p).ws[:1] for p in latents] or None
     starts = load_refs(refs, models.flame.n_shape, models.flame.n_exp) if refs is not None else None
-    with click.progressbar(length=pairs * len(sets), label="evaluating", show_eta=True) as bar:
-        last = [0]
-
-        def show(e):
-            bar.update(e["step"] - last[0])
-            last[0] = e["step"]
-
-        evaluate(models, sets, cfg, out, real, net, openface, identities=identities, starts=starts, progress=show)
+    with progress_bar("evaluating") as bar:
+        evaluate(models, sets, cfg, out, real, net, openface, identities=identities, starts=starts, progress=bar)
     click.echo((out / "table.md").read_text())
     click.echo(f"results: {out / 'results.json'}")

@@ -16,54 +16,37 @@ from pathlib import Path
 
 import click
 
-from faceedit_core.cli.common import reports_errors
+from faceedit_core.cli.common import input_file, path_option, reports_errors
+from faceedit_core.cli.editor_options import models_options
+from faceedit_core.cli.progress import loss_line, progress_bar
 
 
 @click.command()
 @click.argument("photo", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option(
-    "--models",
-    "models_dir",
-    required=True,
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
-    help="Your model folder (flame/, next3d/; arcface/ and perceptual/ are used when present).",
-)
-@click.option(
+@models_options("Your model folder (flame/, next3d/; arcface/ and perceptual/ are used when present).", required=True)
+@path_option(
     "--flame-params",
+    exists=True,
     required=True,
-    type=click.Path(exists=True, path_type=Path),
     help="The photo's FLAME parameters: an EMOCA/DECA output folder (shape.npy, exp.npy, pose.npy) or .npz/.json.",
 )
-@click.option(
-    "--out",
-    default=None,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Latent file stem (default DIR/latents/<photo name>).",
-)
+@path_option("--out", kind="file", help="Latent file stem (default DIR/latents/<photo name>).")
 @click.option("--steps", default=None, type=click.IntRange(1, 100_000), help="Optimisation steps (default 1000).")
 @click.option("--mode", default="w", show_default=True, type=click.Choice(["w", "w+"]), help="One w, or 28 rows.")
 @click.option("--lr", default=None, type=float, help="Peak learning rate of the latent (default 0.01).")
-@click.option("--camera-lr", default=None, type=float, help="Learning rate of the camera (default 0.003).")
+@click.option("--camera-lr", default=None, type=float, help="Learning rate of the camera (default 0.005).")
 @click.option("--no-camera", is_flag=True, help="Keep the camera from the photo's head pose (no pose optimisation).")
 @click.option("--lambda-pixel", default=None, type=float, help="Weight of the pixel MSE (default 1).")
 @click.option("--lambda-perceptual", default=None, type=float, help="Weight of LPIPS (default 1, needs VGG16).")
 @click.option("--lambda-id", default=None, type=float, help="Weight of the ArcFace identity loss (default 0.1).")
-@click.option(
+@input_file(
     "--perceptual",
-    default=None,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="VGG16 weights in torchvision's layout for LPIPS (default: DIR/perceptual/vgg16*.pth if present).",
 )
-@click.option(
-    "--lpips",
-    default=None,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="LPIPS's linear layers (its vgg.pth; default: DIR/perceptual/vgg.pth if present).",
-)
+@input_file("--lpips", help="LPIPS's linear layers (its vgg.pth; default: DIR/perceptual/vgg.pth).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed of w_avg's samples and the noise.")
 @click.option("--prompt", default=None, help="Then edit the inverted face with this trained prompt.")
 @click.option("--intensity", default=1.0, show_default=True, type=float, help="Intensity of the --prompt edit.")
-@click.option("--device", default="cpu", type=click.Choice(["cpu", "cuda"]))
 @reports_errors
 def invert(photo, models_dir, flame_params, out, steps, mode, **opts) -> None:
     """Invert PHOTO into a Next3D latent and camera; print the latent file written."""
@@ -96,10 +79,8 @@ def invert(photo, models_dir, flame_params, out, steps, mode, **opts) -> None:
 
         perceptual = load_perceptual(opts["perceptual"], opts["lpips"], opts["device"])
     stem = out if out is not None else models_dir / "latents" / _name(photo)
-    with click.progressbar(length=cfg.steps, label=f"inverting {photo.name}", show_eta=True) as bar:
-        result = editor.invert(
-            photo, params, config=cfg, progress=lambda e: bar.update(1), perceptual=perceptual, path=stem
-        )
+    with progress_bar(f"inverting {photo.name}", describe=loss_line) as bar:
+        result = editor.invert(photo, params, config=cfg, progress=bar, perceptual=perceptual, path=stem)
     if not np.isfinite(result["losses"]["total"]):
         raise InputError("the inversion diverged (its loss is not finite): lower --lr or --camera-lr")
     size = editor.generator.config.output_resolution

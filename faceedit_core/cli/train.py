@@ -1,49 +1,40 @@
 """`faceedit train`: train (and cache) the mapper set for a prompt ahead of time.
 
-Without --models: the preview tier's Emotion Mapper (seconds, cached under FACEEDIT_HOME).
+Without --models: the preview tier's Emotion Mapper (a minute or two, cached under FACEEDIT_HOME;
+checkpoints when interrupted, resumes when run again).
 With --models DIR: the paper tier's text-guided Dual-Mapper optimisation (train.py) with the
 user's FLAME, Next3D, CLIP and ArcFace files; checkpoints as it goes, resumes when run again.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from faceedit_core.cli.common import flame_options, reports_errors
+from faceedit_core.cli.common import input_dir, input_file, path_option, reports_errors
+from faceedit_core.cli.editor_options import flame_options, models_options
+from faceedit_core.cli.progress import loss_line, progress_bar, stop_on_interrupt
 from faceedit_core.next3d.precision import PRECISIONS
 
 
 @click.command()
 @click.option("--prompt", default=None, help="The expression, e.g. 'A person who is smiling'.")
-@click.option(
+@input_file(
     "--prompts",
     "prompts_file",
-    default=None,
-    type=click.Path(exists=True, dir_okay=False),
     help="A file of prompts, one per line: one training task each, on a local pool or --ray (docs/scaling.md).",
 )
 @click.option("--ray", "ray_address", default=None, metavar="auto|ADDRESS", help="With --prompts: train on Ray.")
 @click.option("--workers", default=None, type=click.IntRange(1, 1024), help="With --prompts: local processes.")
 @click.option("--steps", default=None, type=click.IntRange(1, 10_000_000), help="Training steps (default: the tier's).")
-@click.option(
-    "--models",
-    "models_dir",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Your model folder (flame/, next3d/, clip/, arcface/): trains the paper tier's Dual Mappers.",
+@models_options(
+    "Your model folder (flame/, next3d/, clip/, arcface/): trains the paper tier's Dual Mappers.", exists=False
 )
-@click.option(
-    "--refs",
-    default=None,
-    type=click.Path(exists=True, file_okay=False),
-    help="Paper tier: EMOCA outputs (one folder per image with shape.npy, exp.npy, pose.npy).",
-)
+@input_dir("--refs", help="Paper tier: EMOCA outputs (a folder per image: shape.npy, exp.npy, pose.npy).")
 @click.option("--neutral", is_flag=True, help="Paper tier: start from the neutral expression (the paper's 'w/o ref').")
-@click.option(
-    "--out",
-    default=None,
-    type=click.Path(file_okay=False),
-    help="Paper tier: folder for the mapper set and its checkpoints (default: DIR/mappers).",
+@path_option(
+    "--out", kind="dir", help="Paper tier: folder for the mapper set and its checkpoints (default: DIR/mappers)."
 )
 @click.option("--batch", default=None, type=click.IntRange(1, 256), help="Paper tier: latent codes per step.")
 @click.option("--lambda-clip", default=None, type=float, help="Paper tier: weight of the PAE CLIP loss.")
@@ -57,10 +48,8 @@ from faceedit_core.next3d.precision import PRECISIONS
     help="Paper tier: PAE basis ('none': no projection).",
 )
 @click.option("--alpha", default=None, type=float, help="Paper tier: PAE augmentation power.")
-@click.option(
+@input_file(
     "--basis-prompts",
-    default=None,
-    type=click.Path(exists=True, dir_okay=False),
     help="Paper tier: a file of PAE basis prompts, one per line (default: the six expression prompts).",
 )
 @click.option(
@@ -87,7 +76,6 @@ from faceedit_core.next3d.precision import PRECISIONS
     help="Paper tier: Next3D super-resolution precision (default auto: float16 on CUDA, float32 "
     "elsewhere, as released; bf16: 2x faster views on CPUs with AMX).",
 )
-@click.option("--device", default="cpu", type=click.Choice(["cpu", "cuda"]))
 @flame_options
 @reports_errors
 def train(prompt: str | None, steps: int | None, models_dir: str | None, device: str, **paper) -> None:
@@ -98,6 +86,9 @@ def train(prompt: str | None, steps: int | None, models_dir: str | None, device:
     every prompt edits at once; with --prompt it prints the prompt's mapper id. With
     --models DIR, the paper tier trains Dual Mappers against CLIP-PAE + ArcFace over Next3D
     renders and writes DIR/mappers/<prompt-slug>.json, which `faceedit-server --models DIR` serves.
+
+    Progress on stderr. Ctrl-C stops after the current step and saves a checkpoint there (the
+    message names it); the same command run again resumes from it.
     """
     many = {k: paper.pop(k) for k in ("prompts_file", "ray_address", "workers")}
     head = {k: paper.pop(k) for k in ("flame", "landmarks", "n_exp")}
@@ -111,38 +102,44 @@ def train(prompt: str | None, steps: int | None, models_dir: str | None, device:
         from faceedit_core.batch.train import train_prompts_cli
 
         return train_prompts_cli(many, steps, models_dir, device, paper, paper_config, head)
-    if models_dir is None:
-        if any(v not in (None, False) for v in paper.values()):
-            raise click.UsageError("the paper-tier options need --models DIR")
-        _train_preview(prompt, steps, **head)
-    else:
-        _train_paper(prompt, steps, models_dir, device, paper)
+    if models_dir is None and any(v not in (None, False) for v in paper.values()):
+        raise click.UsageError("the paper-tier options need --models DIR")
+    from faceedit_core.errors import Cancelled
+
+    with stop_on_interrupt("training") as cancel:
+        try:
+            if models_dir is None:
+                _train_preview(prompt, steps, cancel, **head)
+            else:
+                _train_paper(prompt, steps, models_dir, device, paper, cancel)
+        except Cancelled as exc:
+            if not cancel():
+                raise
+            click.echo(f"interrupted: {exc}", err=True)
+            raise SystemExit(130) from None
 
 
-def _train_preview(prompt: str | None, steps: int | None, flame=None, landmarks=None, n_exp=None) -> None:
+def _train_preview(prompt: str | None, steps: int | None, cancel, flame=None, landmarks=None, n_exp=None) -> None:
     from dataclasses import replace
 
-    from faceedit_core.cli.common import head_editor
+    from faceedit_core.cli.editor_options import head_editor
     from faceedit_core.preview.train import PreviewTrainConfig
 
     if steps is not None and steps < 10:
         raise click.UsageError(f"--steps {steps}: the preview tier needs at least 10")
     cfg = PreviewTrainConfig() if steps is None else replace(PreviewTrainConfig(), steps=steps)
     editor = head_editor(flame, landmarks, n_exp, train_config=cfg)
-
-    def show(e):
-        if e["step"] == 1 or e["step"] == e["total"] or e["step"] % 250 == 1:
-            click.echo(
-                f"  {e['stage']}: step {e['step']:5d}/{e['total']}  loss {e['loss']:.4f}  "
-                f"(AU {e['loss_au']:.4f}, L2 {e['loss_l2']:.4f})"
-            )
-
+    with progress_bar(describe=loss_line) as bar:
+        if prompt is None:
+            mapper_id = editor.train_head(progress=bar, cancel=cancel)
+        else:
+            mapper_id = editor.train(prompt, progress=bar, cancel=cancel)
+    resumed = (editor.head_training or {}).get("resumed_from")
+    trained = f" (head mapper resumed at step {resumed})" if resumed else ""
     if prompt is None:
-        mapper_id = editor.train_head(progress=show)
-        click.echo(f"head mapper {mapper_id} for {editor.head.label}: every prompt now edits at once")
+        click.echo(f"head mapper {mapper_id} for {editor.head.label}{trained}: every prompt now edits at once")
         return
-    mapper_id = editor.train(prompt, progress=show)
-    click.echo(f"mapper {mapper_id} for '{prompt}' (target {editor.text_to_au.parse(prompt).key()})")
+    click.echo(f"mapper {mapper_id} for '{prompt}' (target {editor.text_to_au.parse(prompt).key()}){trained}")
 
 
 def paper_config(prompt: str, steps: int | None, opts: dict):
@@ -164,8 +161,6 @@ def paper_config(prompt: str, steps: int | None, opts: dict):
     if opts.get("exp_width") is not None:
         cfg = replace(cfg, exp_width=opts["exp_width"])
     if opts.get("basis_prompts"):
-        from pathlib import Path
-
         lines = Path(opts["basis_prompts"]).read_text(encoding="utf-8").splitlines()
         cfg = replace(cfg, basis_prompts=tuple(t.strip() for t in lines if t.strip()))
     weights = {
@@ -181,9 +176,7 @@ def paper_config(prompt: str, steps: int | None, opts: dict):
     return replace(cfg, weights=replace(cfg.weights, **weights), mapper=replace(cfg.mapper, **mapper)).validate()
 
 
-def _train_paper(prompt: str, steps: int | None, models_dir: str, device: str, opts: dict) -> None:
-    from pathlib import Path
-
+def _train_paper(prompt: str, steps: int | None, models_dir: Path, device: str, opts: dict, cancel) -> None:
     from faceedit_core.paper.models import PaperModels
     from faceedit_core.paper.train import load_refs, train_mappers
 
@@ -196,24 +189,11 @@ def _train_paper(prompt: str, steps: int | None, models_dir: str, device: str, o
     )
     refs = load_refs(opts["refs"], models.flame.n_shape, models.flame.n_exp) if opts["refs"] else None
     out = Path(opts["out"]) if opts["out"] else Path(models_dir) / "mappers"
-    with click.progressbar(
-        length=cfg.steps, label=f"training '{prompt}'", show_eta=True, item_show_func=lambda e: e and _loss_line(e)
-    ) as bar:
-
-        def show(e):
-            if bar.pos == 0 and e["step"] > 1:  # resumed: jump to where the checkpoint was
-                bar.update(e["step"] - 1)
-            bar.update(1, e)
-
-        result = train_mappers(models, cfg, out, refs, progress=show, resume=not opts["restart"])
+    with progress_bar(f"training '{prompt}'", describe=loss_line) as bar:
+        result = train_mappers(models, cfg, out, refs, progress=bar, cancel=cancel, resume=not opts["restart"])
     s = result.summary
     click.echo(
         f"mapper {result.mapper_path.stem} for '{prompt}': {s['steps']} steps"
         f"{' (resumed at step %d)' % s['resumed_from'] if s['resumed_from'] else ''}, loss {s['loss_first']:.4f}"
         f" -> {s['loss_last']:.4f}, {s['seconds_per_step']:.2f} s/step; written to {result.mapper_path}"
     )
-
-
-def _loss_line(e: dict) -> str:
-    parts = [f"{k[5:]} {v:.3f}" for k, v in e.items() if k.startswith("loss_")]
-    return f"loss {e['loss']:.4f} ({', '.join(parts)})"

@@ -35,13 +35,8 @@ DEFAULT_PCA_COMPONENTS = 50
 PARENTS = np.array([-1, 0, 1, 1, 1], np.int64)  # root, neck, jaw, left eye (+x), right eye
 JOINT_NAMES = ("root", "neck", "jaw", "eye_left", "eye_right")
 # parts not meant to be drawn by a plain rasteriser (game-engine helper meshes)
-HELPER_PARTS = (
-    "lacrimal_fluid_left",
-    "lacrimal_fluid_right",
-    "eye_blend_left",
-    "eye_blend_right",
-    "eye_occlusion_left",
-    "eye_occlusion_right",
+HELPER_PARTS = tuple(
+    f"{part}_{side}" for part in ("lacrimal_fluid", "eye_blend", "eye_occlusion") for side in ("left", "right")
 )
 
 

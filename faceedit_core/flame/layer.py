@@ -30,6 +30,27 @@ class FlameOutput:
     landmarks_full: torch.Tensor
 
 
+class KeptResult:
+    """The result computed for the last key tensor: `get(key)` returns it while `key` equals that
+    key (same shape, device, dtype and values), else None; `keep(key, value)` replaces it (with a
+    copy of the key). One tuple is swapped at a time, so a reader never pairs a key with another
+    key's value."""
+
+    def __init__(self):
+        self._entry: tuple[torch.Tensor, object] | None = None
+
+    def get(self, key: torch.Tensor):
+        entry = self._entry
+        if entry is None:
+            return None
+        last = entry[0]
+        same = last.shape == key.shape and last.device == key.device and last.dtype == key.dtype
+        return entry[1] if same and torch.equal(last, key) else None
+
+    def keep(self, key: torch.Tensor, value) -> None:
+        self._entry = (key.detach().clone(), value)
+
+
 class FlameLayer(nn.Module):
     """FLAME forward pass: FlameParams -> FlameOutput.
 
@@ -73,7 +94,7 @@ class FlameLayer(nn.Module):
         self.uvs = None if model.vt is None else torch.as_tensor(model.vt, dtype=torch.float32)
         self.uv_faces = None if model.ft is None else torch.as_tensor(model.ft, dtype=torch.long)
         self.model = model
-        self._identity: tuple[torch.Tensor, torch.Tensor] | None = None  # (shape [B,S], template + shape offsets)
+        self._identity = KeptResult()  # shape [B,S] -> template + shape offsets [B,V,3]
 
     @classmethod
     def from_files(
@@ -99,7 +120,8 @@ class FlameLayer(nn.Module):
     def forward(self, params: FlameParams) -> FlameOutput:
         params.validate(n_shape=self.n_shape, n_exp=self.n_exp)
         p = params.to(self.v_template.device, self.v_template.dtype)
-        v_shaped = self.identity_template(p.shape) + self._blend(p.expression, "exprdirs")
+        # in place on fresh results (the same sums): each [B,V,3] temporary is memory faulted in anew
+        v_shaped = self._blend(p.expression, "exprdirs").add_(self.identity_template(p.shape))
         rows = None if self.pose_rows is None else self.pose_rows.to(self.posedirs.device)
         verts, joints = lbs(
             v_shaped, p.full_pose(), self.posedirs, self.J_regressor, self.parents, self.lbs_weights, pose_rows=rows
@@ -107,7 +129,8 @@ class FlameLayer(nn.Module):
         landmarks = self.landmarks(verts, p.global_pose, p.neck_pose)
         full = landmarks_from_faces(verts, self.faces, self.full_faces, self.full_bary)
         t = p.transl[:, None]
-        return FlameOutput(verts + t, joints + t, landmarks + t, full + t)
+        verts = verts + t if verts.requires_grad else verts.add_(t)  # the landmarks' gathers saved verts for backward
+        return FlameOutput(verts, joints + t, landmarks + t, full + t)
 
     def identity_template(self, shape: torch.Tensor) -> torch.Tensor:
         """Template plus shape blendshapes: shape [B,S] -> [B,V,3].
@@ -119,17 +142,10 @@ class FlameLayer(nn.Module):
         """
         if shape.requires_grad:
             return self.v_template + self._blend(shape, "shapedirs")
-        cached = self._identity
-        if (
-            cached is not None
-            and cached[0].shape == shape.shape
-            and cached[0].device == shape.device
-            and cached[0].dtype == shape.dtype
-            and torch.equal(cached[0], shape)
-        ):
-            return cached[1]
-        shaped = self.v_template + self._blend(shape, "shapedirs")
-        self._identity = (shape.clone(), shaped)
+        shaped = self._identity.get(shape)
+        if shaped is None:
+            shaped = self.v_template + self._blend(shape, "shapedirs")
+            self._identity.keep(shape, shaped)
         return shaped
 
     def _blend(self, coeffs: torch.Tensor, name: str) -> torch.Tensor:

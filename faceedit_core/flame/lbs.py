@@ -68,15 +68,39 @@ def batch_rigid_transform(
     return posed_joints, rel
 
 
+SKIN_CHUNK = 1 << 21  # blended-transform floats per group of meshes (8 MB)
+
+
 def skin(v_posed: torch.Tensor, transforms: torch.Tensor, lbs_weights: torch.Tensor) -> torch.Tensor:
     """Linear blend skinning: v_posed [B,V,3], joint transforms [B,J,4,4], weights [V,J] -> [B,V,3].
 
-    Each vertex's blended 3x4 transform is one matmul [V,J] x [B,J,12] -> [B,V,12], applied by one
-    einsum; never as [B,V,4,4] matrices and a batched 3x3 matmul per vertex (for the 26,719-vertex
-    ICT head at batch 64 that took 3x longer, mostly in copies)."""
+    Each vertex's blended 3x4 transform M is one matmul [V,J] x [b,J,12] -> [b,V,12], applied as
+    M[:,0] x + M[:,1] y + M[:,2] z + M[:,3] column by column (never as [B,V,4,4] matrices and a
+    batched 3x3 matmul per vertex: for the 26,719-vertex ICT head at batch 64 that took 3x longer).
+    Without gradients the meshes go in groups of b (SKIN_CHUNK floats of M, about 8 heads of ICT's
+    size), M computed transposed ([b,12,V]: T^T W^T, the same sums) so each of its columns is one
+    contiguous row, and written into one output: a whole batch's M (82 MB at 64 ICT heads) and its
+    temporaries would be fresh memory, page-faulted in on every call; per group they stay in the
+    allocator's heap and in cache. Both ways give the same values."""
     B, J = transforms.shape[:2]
-    M = torch.matmul(lbs_weights, transforms[:, :, :3, :].reshape(B, J, 12)).view(B, -1, 3, 4)
-    return torch.einsum("bvrc,bvc->bvr", M[..., :3], v_posed) + M[..., 3]
+    T = transforms[:, :, :3, :].reshape(B, J, 12)
+    if torch.is_grad_enabled() and (v_posed.requires_grad or transforms.requires_grad or lbs_weights.requires_grad):
+        M = torch.matmul(lbs_weights, T).view(B, -1, 3, 4)
+        return M[..., 0] * v_posed[..., 0:1] + M[..., 1] * v_posed[..., 1:2] + M[..., 2] * v_posed[..., 2:3] + M[..., 3]
+    V = v_posed.shape[1]
+    out = torch.empty_like(v_posed)
+    step = max(1, SKIN_CHUNK // (12 * V))
+    for lo in range(0, B, step):
+        M = torch.matmul(T[lo : lo + step].transpose(1, 2), lbs_weights.t()).view(-1, 3, 4, V)  # [b,3 rows,4 cols,V]
+        x = v_posed[lo : lo + step].transpose(1, 2).contiguous()  # [b,3,V]
+        o = M[:, :, 0] * x[:, None, 0]
+        term = M[:, :, 1] * x[:, None, 1]
+        o += term
+        torch.mul(M[:, :, 2], x[:, None, 2], out=term)
+        o += term
+        o += M[:, :, 3]
+        out[lo : lo + step].copy_(o.transpose(1, 2))
+    return out
 
 
 def lbs(
@@ -106,7 +130,7 @@ def lbs(
     if pose_rows is not None:
         pose_feature, posedirs = pose_feature.index_select(1, pose_rows), posedirs.index_select(0, pose_rows)
     if (torch.is_grad_enabled() and full_pose.requires_grad) or pose_feature.any():
-        v_posed = v_shaped + torch.matmul(pose_feature, posedirs).reshape(B, -1, 3)
+        v_posed = torch.matmul(pose_feature, posedirs).reshape(B, -1, 3).add_(v_shaped)
     else:  # every non-root joint at rest: the correctives are exactly zero (a zero vector gives R = I)
         v_posed = v_shaped
     posed_joints, A = batch_rigid_transform(rot_mats, joints, parents)

@@ -125,10 +125,11 @@ def face_relief(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     )
 
 
-def build_skin() -> SkinGrid:
-    """The rest skin grid (without eyeballs), eye openings and mouth pocket included."""
-    ring_y = ring_heights()
-    col_phi = column_angles()
+def build_skin(ring_y: np.ndarray | None = None, col_phi: np.ndarray | None = None) -> SkinGrid:
+    """The rest skin grid (without eyeballs), eye openings and mouth pocket included, on the ring
+    heights ring_y [R] and column angles col_phi [C] (default: the demo head's grid)."""
+    ring_y = ring_heights() if ring_y is None else ring_y
+    col_phi = column_angles() if col_phi is None else col_phi
     Y, PHI = np.meshgrid(ring_y, col_phi, indexing="ij")
     a, zf, zb, z0 = _profile(Y)
     s, c = np.sin(PHI), np.cos(PHI)

@@ -70,14 +70,19 @@ def _grid_faces(R: int, C: int, grid_vid, grid_tid) -> tuple[list, list]:
     return faces, uv_faces
 
 
-def _eyeball(side: int, v0: int, t0: int) -> tuple[np.ndarray, list, np.ndarray, list]:
-    """A UV sphere whose pole looks forward (+z): vertices, faces, uvs, uv faces."""
-    centre = eye_centre(side)
-    theta = np.linspace(0, np.pi, EYE_LAT + 1)[1:-1]
-    psi = np.linspace(0, 2 * np.pi, EYE_LON, endpoint=False)
+def eyeball_vertices(side: int, n_rings: int, n_columns: int) -> tuple[np.ndarray, np.ndarray]:
+    """The eyeball of `side` as a UV sphere whose pole looks forward (+z): vertices [2 + n_rings *
+    n_columns, 3] (front pole, rings front to back, back pole) and the rings' polar angles [n_rings]."""
+    theta = np.linspace(0, np.pi, n_rings + 2)[1:-1]
+    psi = np.linspace(0, 2 * np.pi, n_columns, endpoint=False)
     T, P = np.meshgrid(theta, psi, indexing="ij")
     ring = np.stack([np.sin(T) * np.cos(P), np.sin(T) * np.sin(P), np.cos(T)], -1).reshape(-1, 3)
-    verts = centre + EYEBALL_RADIUS * np.concatenate([[[0, 0, 1]], ring, [[0, 0, -1]]])
+    return eye_centre(side) + EYEBALL_RADIUS * np.concatenate([[[0, 0, 1]], ring, [[0, 0, -1]]]), theta
+
+
+def _eyeball(side: int, v0: int, t0: int) -> tuple[np.ndarray, list, np.ndarray, list]:
+    """A UV sphere whose pole looks forward (+z): vertices, faces, uvs, uv faces."""
+    verts, theta = eyeball_vertices(side, EYE_LAT - 1, EYE_LON)
     band0, band1 = EYE_BANDS[side]
     u_of = lambda j: EYE_U0 + (EYE_U1 - EYE_U0) * j / EYE_LON  # noqa: E731
     v_of = lambda th: band1 - (band1 - band0) * th / np.pi  # noqa: E731
@@ -103,7 +108,7 @@ def _eyeball(side: int, v0: int, t0: int) -> tuple[np.ndarray, list, np.ndarray,
     # orient outwards: flip triangles whose normal points at the centre
     tri = verts[faces - v0]
     normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-    flip = np.einsum("fc,fc->f", normal, tri.mean(1) - centre) < 0
+    flip = np.einsum("fc,fc->f", normal, tri.mean(1) - eye_centre(side)) < 0
     faces[flip] = faces[flip][:, ::-1]
     uv_faces[flip] = uv_faces[flip][:, ::-1]
     return verts, faces.tolist(), np.array(uvs), uv_faces.tolist()

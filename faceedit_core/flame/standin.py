@@ -34,20 +34,16 @@ from faceedit_core.flame.procedural import joint_regressor, shape_basis, skinnin
 from faceedit_core.flame.procedural_expressions import COMPONENTS, expression_basis
 from faceedit_core.flame.procedural_landmarks import landmark_embedding
 from faceedit_core.flame.procedural_shape import (
-    EYEBALL_RADIUS,
     MOUTH_HALF_WIDTH,
     MOUTH_Y,
     SkinGrid,
-    _fold_mouth,
-    _profile,
-    _wrap_eye,
+    build_skin,
     eye_centre,
-    face_relief,
     gauss,
     ring_heights,
     smoothstep,
 )
-from faceedit_core.flame.procedural_topology import HeadTopology
+from faceedit_core.flame.procedural_topology import HeadTopology, eyeball_vertices
 
 N_VERTS, N_FACES = 5023, 9976
 N_COLUMNS = 60  # with an open neck: 2V - F = 70 = 2 + columns + 4 + 4 (two closed eyeballs)
@@ -94,31 +90,13 @@ def _columns(n: int = N_COLUMNS) -> np.ndarray:
 
 def _skin() -> SkinGrid:
     """The rest skin grid, built as the demo head's (`procedural_shape.build_skin`) on this grid."""
-    ring_y, col_phi = _rings(), _columns()
-    Y, PHI = np.meshgrid(ring_y, col_phi, indexing="ij")
-    a, zf, zb, z0 = _profile(Y)
-    s, c = np.sin(PHI), np.cos(PHI)
-    X = a * s
-    Z = z0 + np.where(c > 0, zf, zb) * c
-    Z = Z + smoothstep(0.15, 0.6, c) * smoothstep(-0.105, -0.088, Y) * face_relief(X, Y)
-    pos = np.stack([X, Y, Z], axis=-1)
-    dived = np.zeros(Y.shape, bool)
-    upper: dict = {}
-    lower: dict = {}
-    for side in (1, -1):
-        _wrap_eye(pos, side, dived, upper, lower)
-    pocket = _fold_mouth(pos, ring_y)
-    return SkinGrid(pos=pos, col_phi=col_phi, dived=dived, pocket=pocket, upper_margin=upper, lower_margin=lower)
+    return build_skin(_rings(), _columns())
 
 
 def _eyeball(side: int, v0: int) -> tuple[np.ndarray, list]:
     """A UV sphere (front pole along +z): EYE_RINGS x EYE_COLUMNS + 2 vertices, outward triangles."""
     centre = eye_centre(side)
-    theta = np.linspace(0, np.pi, EYE_RINGS + 2)[1:-1]
-    psi = np.linspace(0, 2 * np.pi, EYE_COLUMNS, endpoint=False)
-    T, P = np.meshgrid(theta, psi, indexing="ij")
-    ring = np.stack([np.sin(T) * np.cos(P), np.sin(T) * np.sin(P), np.cos(T)], -1).reshape(-1, 3)
-    verts = centre + EYEBALL_RADIUS * np.concatenate([[[0, 0, 1]], ring, [[0, 0, -1]]])
+    verts, _ = eyeball_vertices(side, EYE_RINGS, EYE_COLUMNS)
     vid = lambda i, j: v0 + 1 + i * EYE_COLUMNS + j % EYE_COLUMNS  # noqa: E731
     back = v0 + 1 + EYE_RINGS * EYE_COLUMNS
     faces = []

@@ -273,20 +273,9 @@ class Next3DGenerator(nn.Module):
         planes = features * alphas + static * (1 - alphas)
         parts = {}
         if keep_parts:
-            parts = dict(
-                texture=texture,
-                static=static,
-                fragments=fragments,
-                views=views,
-                alpha=alpha,
-                mouth_box=boxes,
-                mouth_in=mouth_in,
-                mouth=mouth,
-                stitched=stitched,
-                blend_out=blended_front,
-                feature_planes=features,
-                alpha_planes=alphas,
-            )
+            parts = dict(texture=texture, static=static, fragments=fragments, views=views, alpha=alpha, mouth_box=boxes)
+            parts.update(mouth_in=mouth_in, mouth=mouth, stitched=stitched, blend_out=blended_front)
+            parts.update(feature_planes=features, alpha_planes=alphas)
         return Next3DPlanes(planes, parts)
 
     # ------------------------------------------------------------ per-camera part

@@ -39,7 +39,6 @@ class FullyConnectedLayer(nn.Module):
         self,
         in_features: int,
         out_features: int,
-        bias: bool = True,
         activation: str = "linear",
         lr_multiplier: float = 1.0,
         bias_init: float = 0.0,
@@ -47,24 +46,22 @@ class FullyConnectedLayer(nn.Module):
         super().__init__()
         self.activation = activation
         self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_multiplier)
-        self.bias = nn.Parameter(torch.full([out_features], float(bias_init))) if bias else None
+        self.bias = nn.Parameter(torch.full([out_features], float(bias_init)))
         self.weight_gain = lr_multiplier / math.sqrt(in_features)
         self.bias_gain = lr_multiplier
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight.to(x.dtype) * self.weight_gain
-        b = self.bias
-        if b is not None:
-            b = b.to(x.dtype)
-            if self.bias_gain != 1:
-                b = b * self.bias_gain
-        if self.activation == "linear" and b is not None:
+        b = self.bias.to(x.dtype)
+        if self.bias_gain != 1:
+            b = b * self.bias_gain
+        if self.activation == "linear":
             return torch.addmm(b.unsqueeze(0), x, w.t())
         return bias_act(x.matmul(w.t()), b, act=self.activation, reuse_x=True)
 
 
 class Conv2dLayer(nn.Module):
-    """Equalised convolution `[N,I,H,W] -> [N,O,H*up/down,W*up/down]` with bias and activation."""
+    """Equalised convolution `[N,I,H,W] -> [N,O,H/down,W/down]` with optional bias and activation."""
 
     def __init__(
         self,
@@ -73,11 +70,10 @@ class Conv2dLayer(nn.Module):
         kernel_size: int,
         bias: bool = True,
         activation: str = "linear",
-        up: int = 1,
         down: int = 1,
     ):
         super().__init__()
-        self.activation, self.up, self.down = activation, up, down
+        self.activation, self.down = activation, down
         self.padding = kernel_size // 2
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
         self.register_buffer("resample_filter", setup_filter())
@@ -87,9 +83,7 @@ class Conv2dLayer(nn.Module):
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
         w = (self.weight * self.weight_gain).to(x.dtype)
         b = self.bias.to(x.dtype) if self.bias is not None else None
-        x = conv2d_resample(
-            x, w, self.resample_filter, up=self.up, down=self.down, padding=self.padding, flip_weight=(self.up == 1)
-        )
+        x = conv2d_resample(x, w, self.resample_filter, down=self.down, padding=self.padding)
         return bias_act(x, b, act=self.activation, gain=ACTIVATION_GAIN[self.activation] * gain, reuse_x=True)
 
 
@@ -145,25 +139,16 @@ class SynthesisLayer(nn.Module):
     """Modulated 3x3 conv (+ optional 2x upsampling), noise, bias, lrelu: `[N,I,r/up,r/up] -> [N,O,r,r]`."""
 
     def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        w_dim: int,
-        resolution: int,
-        kernel_size: int = 3,
-        up: int = 1,
-        use_noise: bool = True,
-        conv_clamp: float | None = None,
+        self, in_channels: int, out_channels: int, w_dim: int, resolution: int, conv_clamp: float | None, up: int = 1
     ):
         super().__init__()
-        self.resolution, self.up, self.use_noise, self.conv_clamp = resolution, up, use_noise, conv_clamp
-        self.padding = kernel_size // 2
+        self.resolution, self.up, self.conv_clamp = resolution, up, conv_clamp
+        self.padding = 1
         self.register_buffer("resample_filter", setup_filter())
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
-        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
-        if use_noise:
-            self.register_buffer("noise_const", torch.randn(resolution, resolution))
-            self.noise_strength = nn.Parameter(torch.zeros([]))
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, 3, 3))
+        self.register_buffer("noise_const", torch.randn(resolution, resolution))
+        self.noise_strength = nn.Parameter(torch.zeros([]))
         self.bias = nn.Parameter(torch.zeros(out_channels))
 
     def forward(
@@ -173,11 +158,11 @@ class SynthesisLayer(nn.Module):
             raise InputError(f"noise_mode {noise_mode!r} is not one of {NOISE_MODES}")
         styles = self.affine(w)
         noise = None
-        if self.use_noise and noise_mode == "random":
+        if noise_mode == "random":
             noise = (
                 torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device) * self.noise_strength
             )
-        elif self.use_noise and noise_mode == "const":
+        elif noise_mode == "const":
             noise = self.noise_const * self.noise_strength
         x = modulated_conv2d(
             x,

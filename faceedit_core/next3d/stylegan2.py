@@ -49,7 +49,7 @@ class SynthesisNetwork(nn.Module):
         self.w_dim, self.img_resolution, self.img_channels = w_dim, img_resolution, img_channels
         log2 = img_resolution.bit_length() - 1
         self.block_resolutions = [2**i for i in range(2, log2 + 1)]
-        channels = channels_per_resolution(self.block_resolutions, channel_base, channel_max)
+        self.channels = channels = channels_per_resolution(self.block_resolutions, channel_base, channel_max)
         fp16_resolution = max(2 ** (log2 + 1 - num_fp16_res), 8)
         self.num_ws = 0
         for res in self.block_resolutions:
@@ -86,8 +86,11 @@ class StyleGAN2Backbone(nn.Module):
 
     `mapping_ws` is how many ws the mapping emits (Next3D's `backbone` emits 28: 14 for itself,
     14 for the texture); `num_ws` is what the synthesis consumes. The generator calls the two
-    parts separately (one mapping drives several synthesis networks).
+    parts separately (one mapping drives several synthesis networks). A subclass swaps the
+    synthesis network through `synthesis_class` (StyleUNet), keeping the names and the mapping.
     """
+
+    synthesis_class = SynthesisNetwork
 
     def __init__(
         self,
@@ -101,6 +104,6 @@ class StyleGAN2Backbone(nn.Module):
         **synthesis_kwargs,
     ):
         super().__init__()
-        self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, **synthesis_kwargs)
+        self.synthesis = self.synthesis_class(w_dim, img_resolution, img_channels, **synthesis_kwargs)
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(z_dim, c_dim, w_dim, mapping_ws or self.num_ws, num_layers=mapping_layers)

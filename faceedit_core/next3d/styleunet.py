@@ -19,9 +19,8 @@ from torch import nn
 
 from faceedit_core.errors import InputError
 from faceedit_core.next3d.layers import Conv2dLayer
-from faceedit_core.next3d.mapping import MappingNetwork
 from faceedit_core.next3d.ops import downsample2d, setup_filter
-from faceedit_core.next3d.stylegan2 import SynthesisNetwork, block_ws, channels_per_resolution
+from faceedit_core.next3d.stylegan2 import StyleGAN2Backbone, SynthesisNetwork, block_ws
 
 
 class EncoderResBlock(nn.Module):
@@ -57,13 +56,9 @@ class StyleUNetSynthesis(SynthesisNetwork):
         in_size: int,
         final_size: int,
         num_cond_res: int,
-        channel_base: int = 32768,
-        channel_max: int = 512,
         **block_kwargs,
     ):
-        super().__init__(
-            w_dim, img_resolution, img_channels, channel_base=channel_base, channel_max=channel_max, **block_kwargs
-        )
+        super().__init__(w_dim, img_resolution, img_channels, **block_kwargs)
         if not (4 <= final_size < in_size <= img_resolution):
             raise InputError(
                 f"StyleUNet needs 4 <= final_size ({final_size}) < in_size ({in_size}) "
@@ -75,7 +70,7 @@ class StyleUNetSynthesis(SynthesisNetwork):
             final_size,
             num_cond_res,
         )
-        channels = channels_per_resolution(self.block_resolutions, channel_base, channel_max)
+        channels = self.channels
         self.encoder_res = [in_size >> i for i in range((in_size // final_size).bit_length())]
         self.encoder = nn.ModuleList(
             EncoderResBlock(cond_channels, channels[r], channels[r // 2], downsample=(r < in_size))
@@ -111,30 +106,12 @@ class StyleUNetSynthesis(SynthesisNetwork):
         return img
 
 
-class StyleUNet(nn.Module):
+class StyleUNet(StyleGAN2Backbone):
     """Conditional backbone with the release's `mapping.*` (unused in Next3D's forward pass:
-    the generator feeds ws from the main mapping) and `synthesis.*`."""
+    the generator feeds ws from the main mapping) and `synthesis.*` (a StyleUNetSynthesis, which
+    takes `cond_channels`, `in_size`, `final_size` and `num_cond_res` by keyword)."""
 
-    def __init__(
-        self,
-        z_dim: int,
-        c_dim: int,
-        w_dim: int,
-        img_resolution: int,
-        img_channels: int,
-        cond_channels: int,
-        in_size: int,
-        final_size: int,
-        num_cond_res: int,
-        mapping_layers: int = 2,
-        **synthesis_kwargs,
-    ):
-        super().__init__()
-        self.synthesis = StyleUNetSynthesis(
-            w_dim, img_resolution, img_channels, cond_channels, in_size, final_size, num_cond_res, **synthesis_kwargs
-        )
-        self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(z_dim, c_dim, w_dim, self.num_ws, num_layers=mapping_layers)
+    synthesis_class = StyleUNetSynthesis
 
     def forward(self, x_in: torch.Tensor, ws: torch.Tensor, **synthesis_kwargs) -> torch.Tensor:
         return self.synthesis(x_in, ws, **synthesis_kwargs)

@@ -20,8 +20,10 @@ import numpy as np
 import torch
 
 from faceedit_core.errors import InputError
+from faceedit_core.storage.reading import reading_errors
 
 MASK_SIZE = 256
+MAX_MASK_PIXELS = 4096 * 4096  # a UV mask read from a file (DECA's is 256 x 256) may have at most this many
 
 
 def dense_faces(size: int = 256, skip_cols: int = 2, skip_rows: int = 5) -> torch.Tensor:
@@ -53,7 +55,9 @@ def read_uv_mask(path: str | os.PathLike) -> torch.Tensor:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"UV mask {path} does not exist (DECA's data/uv_face_eye_mask.png)")
-    with Image.open(path) as img:
+    with reading_errors(f"UV mask {path}"), Image.open(path) as img:  # a corrupt PNG is an InputError
+        if img.width * img.height > MAX_MASK_PIXELS:  # checked on the header, before any pixel is decoded
+            raise InputError(f"UV mask {path} is {img.width} x {img.height}; the limit is {MAX_MASK_PIXELS} pixels")
         arr = np.asarray(img)
     if arr.ndim == 3:
         arr = arr[..., 2] if arr.shape[2] >= 3 else arr[..., 0]

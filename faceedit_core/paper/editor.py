@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from faceedit_core.au.critic import AUS
-from faceedit_core.editor import Editor, EditResult, check_edit_request
+from faceedit_core.editor import Editor, EditResult
 from faceedit_core.errors import Cancelled, InputError, PromptNotUnderstood
 from faceedit_core.paper import latents
 from faceedit_core.paper.mapper_sets import MapperSet, edit_latent, find_mapper_sets, load_mapper_set, params_sha256
@@ -170,21 +170,11 @@ class PaperEditor(Editor):
         return [self.mapper_set(m).prompt for m in self.mapper_sets()]
 
     # ------------------------------------------------------------------ editing
-    def edit(
-        self,
-        params: FlameParams,
-        prompt: str | None = None,
-        mapper_ids: list[str] | None = None,
-        intensity: float = 1.0,
-        progress: Callable | None = None,
-        cancel: Callable | None = None,
-        ws: torch.Tensor | None = None,
-    ) -> EditResult:
-        """params [B] -> edited params, vertices [B,V,3], landmarks [B,68,3], geometric AUs.
+    def _edit(self, params, prompt, ids, intensity, progress, cancel, ws: torch.Tensor | None = None) -> EditResult:
+        """Editor.edit: params [B] -> edited params, vertices [B,V,3], landmarks [B,68,3], geometric AUs.
 
         ws [B,28,512] or [1,28,512]: the heads' appearance latents (e.g. from GAN inversion of a
         photo); default the seeded base latent. The edited w' is kept for `render` (`latent_for`)."""
-        ids = check_edit_request(prompt, mapper_ids, intensity)
         if prompt is not None:
             ids.insert(0, self.mapper_for_prompt(prompt))
         params = self.checked_params(params)

@@ -43,6 +43,7 @@ import torch.nn.functional as F
 from faceedit_core.errors import Cancelled, InputError
 from faceedit_core.paper.mapper_sets import MapperSet, edit_latent
 from faceedit_core.params import FlameParams
+from faceedit_core.storage.records import bounded, check_bounds
 
 # The paper's six expressions -> target AUs (EMFACS prototypes; ../shared/reference/method.md).
 EXPRESSION_AUS = {
@@ -73,19 +74,16 @@ class EvalConfig:
     max_real: real images read for FID/KID. write_renders: PNGs of every pair (needed for OpenFace).
     yaw_deg: camera yaw of the renders (0: frontal, as the paper's figures)."""
 
-    n_pairs: int = 1000
+    n_pairs: int = bounded(1000, 1, 1_000_000)
     seed: int = 0
-    batch: int = 8
-    fid_size: int = 299
-    max_real: int = 5000
+    batch: int = bounded(8, 1, 256)
+    fid_size: int = bounded(299, 75, 1024)
+    max_real: int = bounded(5000, 2, 1_000_000)
     write_renders: bool = True
     yaw_deg: float = 0.0
 
     def validate(self) -> "EvalConfig":
-        if not 1 <= self.n_pairs <= 1_000_000 or not 1 <= self.batch <= 256 or not 75 <= self.fid_size <= 1024:
-            raise InputError("evaluation needs n_pairs within 1..1000000, batch within 1..256, fid_size 75..1024")
-        if not 2 <= self.max_real <= 1_000_000:
-            raise InputError("evaluation field 'max_real' must be within 2..1000000")
+        check_bounds(self, "evaluation field")
         return self
 
 

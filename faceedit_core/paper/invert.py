@@ -17,7 +17,9 @@ the last 25 %, Gaussian noise of 0.05 w_std added to w, fading quadratically to 
 75 %. The camera is optimised within Next3D's camera model (EG3D's FFHQ cameras: radius 2.7
 around the pivot, looking at it, focal 4.2647) as yaw, pitch and roll, starting from the frontal
 camera turned by the inverse of the photo's global head rotation; a free rotation and translation
-would let the camera drift along directions the training images never had.
+would let the camera drift along directions the training images never had. While it optimises,
+Next3D's weights (and ArcFace's, LPIPS's) are frozen for gradients and its float16
+super-resolution blocks run in float32, as in training (train.frozen, train.training_precision).
 
 The photo must be cropped and aligned as Next3D's (FFHQ-style) training images: this module does
 not detect or align faces.
@@ -29,7 +31,7 @@ import hashlib
 import io
 import math
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -39,13 +41,14 @@ import torch.nn.functional as F
 
 from faceedit_core.errors import Cancelled, InputError
 from faceedit_core.params import FlameParams
+from faceedit_core.storage.records import Record, bounded
 
 MODES = ("w", "w+")
 MAX_PHOTO_PIXELS = 4096 * 4096
 
 
 @dataclass
-class InvertConfig:
+class InvertConfig(Record):
     """steps: Adam steps (the StyleGAN2 projector's 1,000 by default; 500 is usually enough).
     mode: "w" (one w, broadcast to the 28 rows) or "w+" (28 rows optimised separately).
     lr: peak learning rate of the latent; camera_lr of the camera's yaw, pitch and roll (radians).
@@ -55,34 +58,27 @@ class InvertConfig:
     n_avg: mapping samples for w_avg / w_std. seed: of those samples, the noise and the ray draws.
     """
 
-    steps: int = 1000
+    RECORD = "inversion field"
+    steps: int = bounded(1000, 1, 100_000)
     mode: str = "w"
-    lr: float = 0.01
-    camera_lr: float = 0.005
-    pixel: float = 1.0
-    perceptual: float = 1.0
-    identity: float = 0.1
-    noise: float = 0.05
+    lr: float = bounded(0.01, 0.0, math.inf)
+    camera_lr: float = bounded(0.005, 0.0, math.inf)
+    pixel: float = bounded(1.0, 0.0, math.inf)
+    perceptual: float = bounded(1.0, 0.0, math.inf)
+    identity: float = bounded(0.1, 0.0, math.inf)
+    noise: float = bounded(0.05, 0.0, math.inf)
     optimize_camera: bool = True
     optimize_latent: bool = True
-    n_avg: int = 10000
+    n_avg: int = bounded(10000, 1, 1_000_000)
     seed: int = 0
 
     def validate(self) -> "InvertConfig":
         if self.mode not in MODES:
             raise InputError(f"inversion field 'mode' = {self.mode!r} is not one of {MODES}")
-        if not 1 <= self.steps <= 100_000 or not 1 <= self.n_avg <= 1_000_000:
-            raise InputError("inversion fields need steps within 1..100000 and n_avg within 1..1000000")
-        for name in ("lr", "camera_lr", "pixel", "perceptual", "identity", "noise"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise InputError(f"inversion field '{name}' must be a finite number >= 0, got {v!r}")
+        self.check()
         if not (self.optimize_latent or self.optimize_camera):
             raise InputError("inversion optimises the latent, the camera or both: not neither")
         return self
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass
@@ -219,6 +215,7 @@ def invert_photo(
     total, loss, loss_pixel, [loss_perceptual], [loss_identity]}; cancel is checked between steps
     (Cancelled)."""
     from faceedit_core.next3d.generator import flame_inputs
+    from faceedit_core.paper.train import frozen, training_precision
 
     cfg.validate()
     G, layer = models.generator, models.flame
@@ -260,11 +257,7 @@ def invert_photo(
         return sum(getattr(cfg, k) * v for k, v in parts.items())
 
     history = []
-    frozen = [p for m in (G, arcface, perceptual) if m is not None for p in m.parameters()]
-    flags = [p.requires_grad for p in frozen]
-    for p in frozen:
-        p.requires_grad_(False)
-    try:
+    with frozen(G, arcface, perceptual), training_precision(G):
         for step in range(cfg.steps):
             if cancel is not None and cancel():
                 raise Cancelled(f"inversion cancelled at step {step} of {cfg.steps}")
@@ -298,9 +291,6 @@ def invert_photo(
             image = G.synthesis(ws, c, verts, uniforms=seeded_uniforms(G, cfg.seed, device))["image"]
             parts = losses(image)
             final = {"total": float(total(parts)), **{k: float(v) for k, v in parts.items()}}
-    finally:
-        for p, flag in zip(frozen, flags):
-            p.requires_grad_(flag)
     return InvertResult(ws, c, params.to("cpu"), final, history, image)
 
 

@@ -25,7 +25,7 @@ from faceedit_core.storage.mapper_store import ID_PATTERN, check_id
 
 LATENT_FORMAT = "faceedit.next3d_latent"
 TRUNCATION_PSI = 0.7
-TRUNCATION_CUTOFF = 14
+TRUNCATION_CUTOFF = 14  # Next3D truncates ws[:, :14] only (the texture rows stay untruncated)
 MAX_SEED = 2**63 - 1
 
 

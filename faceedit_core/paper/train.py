@@ -35,18 +35,19 @@ import torch
 from faceedit_core.errors import Cancelled, InputError
 from faceedit_core.mappers import DualMappers, MapperConfig
 from faceedit_core.paper import objective as obj
+from faceedit_core.paper.latents import TRUNCATION_CUTOFF, TRUNCATION_PSI
 from faceedit_core.paper.mapper_sets import params_sha256, save_mapper_set, slug
 from faceedit_core.paper.models import PaperModels
 from faceedit_core.params import FlameParams
 from faceedit_core.render.cameras import orbit
 from faceedit_core.storage import checkpoints
+from faceedit_core.storage.records import bounded, check_bounds
 
 if TYPE_CHECKING:
     from faceedit_core.next3d.renderer import Uniforms
 
 CHECKPOINT_FORMAT = "faceedit.paper_train_checkpoint"
 EXP_WIDTH = 50  # expression coefficients EMOCA fits and Next3D's training meshes used
-TRUNCATION_CUTOFF = 14  # Next3D truncates ws[:, :14] only (the texture rows stay untruncated)
 BASES = ("gram_schmidt", "plain", "pca", "none")
 # fields that may differ between an interrupted run and its resumption
 RESUMABLE_CHANGES = ("steps", "checkpoint_every")
@@ -79,35 +80,26 @@ class PaperTrainConfig:
     """
 
     prompt: str = "A person who is smiling"
-    steps: int = 20000
-    batch: int = 2
+    steps: int = bounded(20000, 1, 10_000_000)
+    batch: int = bounded(2, 1, 256)
     lr: float = 5e-4
     weights: obj.ObjectiveWeights = field(default_factory=obj.ObjectiveWeights)
     basis: str = "gram_schmidt"
     basis_prompts: tuple[str, ...] | None = None
     alpha: float = 8.0
-    truncation_psi: float = 0.7
+    truncation_psi: float = TRUNCATION_PSI
     truncation_cutoff: int | None = TRUNCATION_CUTOFF
-    exp_width: int = EXP_WIDTH
-    n_latents: int = 5000
+    exp_width: int = bounded(EXP_WIDTH, 1, 400)
+    n_latents: int = bounded(5000, 1, 1_000_000)
     yaw_deg: float = 0.0
     neutral: bool = False
     au_target: dict[str, float] | None = None
     mapper: MapperConfig = field(default_factory=MapperConfig)
     seed: int = 0
-    checkpoint_every: int = 500
+    checkpoint_every: int = bounded(500, 1, 10_000_000)
 
     def validate(self) -> "PaperTrainConfig":
-        limits = {
-            "steps": (1, 10_000_000),
-            "batch": (1, 256),
-            "n_latents": (1, 1_000_000),
-            "checkpoint_every": (1, 10_000_000),
-            "exp_width": (1, 400),
-        }
-        for name, (lo, hi) in limits.items():
-            if not lo <= getattr(self, name) <= hi:
-                raise InputError(f"training field '{name}' = {getattr(self, name)} is outside {lo}..{hi}")
+        check_bounds(self, "training field")
         if self.basis not in BASES:
             raise InputError(f"training field 'basis' = {self.basis!r} is not one of {BASES}")
         if not (self.lr > 0 and 0 <= self.yaw_deg <= 90 and 0 < self.truncation_psi <= 1):

@@ -4,7 +4,9 @@ psi' = psi + s * dpsi, jaw' = jaw + s * djaw, eyes' = eyes + s * dgaze.
 The head's mapper is trained once, on first use (minutes, with progress, cancellable), and cached
 under FACEEDIT_HOME/mappers/preview/ by the head's content hash, its expression width and the
 training configuration; two processes asking for it train it once (a file lock around
-train-and-save). After that any prompt the lexicon understands edits with one forward pass.
+train-and-save). A cancelled training leaves a checkpoint in mappers/preview/checkpoints/ under the
+same id; the next training of that mapper resumes from it, and it is removed once the mapper is saved.
+After that any prompt the lexicon understands edits with one forward pass.
 
 Mapper ids name AU targets: `pv-AU12_R-90.AU14_R-60` (a smirk on the right: AU12 at 0.90 and AU14
 at 0.60 on the subject's right) reads back without any file; targets too long for an id are kept
@@ -20,6 +22,7 @@ import hashlib
 import json
 import re
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -27,7 +30,7 @@ import torch
 
 from faceedit_core.au.critic import AUS, CHANNELS, GAZE, compact_target, expand_target
 from faceedit_core.au.objective import target_vector
-from faceedit_core.editor import PAPER_PROMPTS, Editor, EditResult, check_edit_request
+from faceedit_core.editor import PAPER_PROMPTS, Cancel, Editor, EditResult, Progress
 from faceedit_core.errors import Cancelled, InputError
 from faceedit_core.mappers import ConditionedMapper
 from faceedit_core.params import FlameParams
@@ -35,11 +38,12 @@ from faceedit_core.preview.head import PreviewHead
 from faceedit_core.preview.lexicon import ENTRIES
 from faceedit_core.preview.text_to_au import AUTarget, TextToAU, target_key
 from faceedit_core.preview.train import PreviewTrainConfig, apply_residual, mapper_residual, train_preview_mapper
+from faceedit_core.storage import checkpoints
 from faceedit_core.storage.atomic import atomic_write_text
 from faceedit_core.storage.home import faceedit_home
 from faceedit_core.storage.mapper_store import MapperStore, check_id
 
-MAPPER_VERSION = 1  # bump when the channels or the network change: a new head mapper is trained
+MAPPER_VERSION = 2  # bump when the channels, the network, the critic or the objective change: head mappers retrain
 TARGET_ID = re.compile(r"^pv-(AU\d{1,2}(?:_[LR])?-\d{1,3})(\.AU\d{1,2}(?:_[LR])?-\d{1,3})*$")
 
 
@@ -94,6 +98,7 @@ class PreviewEditor(Editor):
         self._text_to_au = text_to_au
         self._head_mapper: ConditionedMapper | None = None
         self._head_mapper_in_use: str | None = None
+        self.head_training: dict | None = None  # the summary of the head mapper's training in this process
         self._fine_tuned: dict[str, tuple[ConditionedMapper, dict]] = {}
         self._renderer = None
         self.store = MapperStore(faceedit_home() / "mappers" / "preview", "preview")
@@ -121,7 +126,15 @@ class PreviewEditor(Editor):
         return list(PAPER_PROMPTS) + [e.name for e in ENTRIES]
 
     def head_mesh(self) -> dict:
-        return {**super().head_mesh(), "label": self.head.label, "n_edit": self.head.n_edit}
+        """Also, on the ICT head, how the preview renders colour it: vertex_colours [V,3] in [0,1] (sRGB)
+        and drawn_faces bool [F] (False: the helper meshes and the lash cards beyond their roots)."""
+        mesh = {**super().head_mesh(), "label": self.head.label, "n_edit": self.head.n_edit}
+        ict = self.head.info.get("ict")
+        if ict is not None:
+            from faceedit_core.render.ict_materials import part_colours, render_faces
+
+            mesh |= {"vertex_colours": part_colours(ict), "drawn_faces": render_faces(ict)}
+        return mesh
 
     # ------------------------------------------------------------------ the head's mapper
     def _head_key(self) -> dict:
@@ -161,8 +174,14 @@ class PreviewEditor(Editor):
                     mid = self._any_head_mapper() or mid
                 with self.store.lock(mid):
                     if not self.store.exists(mid):
+                        ckpt = self.head_checkpoint(mid)
                         mapper, summary = train_preview_mapper(
-                            self.head, self.train_config, progress=progress, cancel=cancel, objective=self.objective
+                            self.head,
+                            self.train_config,
+                            progress=progress,
+                            cancel=cancel,
+                            objective=self.objective,
+                            checkpoint=ckpt,
                         )
                         self.store.save(
                             mid,
@@ -175,9 +194,16 @@ class PreviewEditor(Editor):
                                 "summary": summary,
                             },
                         )
+                        checkpoints.remove(ckpt)
+                        self.head_training = summary
                 self._head_mapper = self._load(mid).to(self.device)
                 self._head_mapper_in_use = mid
             return self._head_mapper
+
+    def head_checkpoint(self, mapper_id: str) -> Path:
+        """The checkpoint stem a cancelled training of head mapper `mapper_id` resumes from (the id
+        names the head and the training configuration, so another head or configuration never uses it)."""
+        return self.store.folder / "checkpoints" / mapper_id
 
     def train_head(self, progress: Callable | None = None, cancel: Callable | None = None) -> str:
         """Train (or find) the head's mapper ahead of the first edit; returns its id."""
@@ -303,12 +329,7 @@ class PreviewEditor(Editor):
         return self._renderer
 
     def render(
-        self,
-        params: FlameParams,
-        cameras,
-        size: int = 512,
-        progress: Callable | None = None,
-        cancel: Callable | None = None,
+        self, params: FlameParams, cameras, size: int = 512, progress: Progress = None, cancel: Cancel = None
     ) -> np.ndarray:
         """params [B] -> uint8 RGBA [B,N,H,W,4], one image per camera; progress per item."""
         from faceedit_core.render.images import to_uint8
@@ -326,18 +347,8 @@ class PreviewEditor(Editor):
         return np.stack(out)
 
     # ------------------------------------------------------------------ editing
-    def edit(
-        self,
-        params: FlameParams,
-        prompt: str | None = None,
-        mapper_ids: list[str] | None = None,
-        intensity: float = 1.0,
-        progress: Callable | None = None,
-        cancel: Callable | None = None,
-    ) -> EditResult:
-        """Edit params [B] by a prompt and/or mapper ids; intensity scales the residuals (expression
-        coefficients, jaw and eye rotations)."""
-        mapper_ids = check_edit_request(prompt, mapper_ids, intensity)
+    def _edit(self, params, prompt, mapper_ids, intensity, progress, cancel) -> EditResult:
+        """Editor.edit: intensity scales the residuals (expression coefficients, jaw and eye rotations)."""
         params = self.checked_params(params)
         if prompt is not None:
             parsed = self.text_to_au.parse(prompt)

@@ -3,7 +3,9 @@
 Each entry maps a phrase (and its synonyms) to target AU intensities on the critic's scale
 (1.0 = a clear, full action). Emotion prototypes follow EMFACS; the paper's six prompts use the
 AU sets of its evaluation (Smile AU6+12, Angry AU4+5+7+23, Sad AU1+4+15, Close Eyes AU43,
-Raise Brow AU1+2, Frown Brow AU4).
+Raise Brow AU1+2, Frown Brow AU4). Angry asks AU5 at half strength: the glare of an upper lid
+raised under lowered brows; at full strength the wide-open eyes dominated the renders and the face
+read as startled (docs/evaluation.md).
 
 Sides: AU names are bilateral here ("AU12" = both corners). A clause that names a side ("the left
 eye", "on the right", "one eyebrow") applies the entry's lateral actions to that side only
@@ -135,7 +137,7 @@ ENTRIES: tuple[LexiconEntry, ...] = (
     ),
     LexiconEntry(
         "angry",
-        {"AU4": 1.0, "AU5": 1.0, "AU7": 1.0, "AU23": 1.0},
+        {"AU4": 1.0, "AU5": 0.5, "AU7": 1.0, "AU23": 1.0},
         ("a person who is angry", "angry", "furious", "mad", "rage", "annoyed"),
         "expression",
     ),

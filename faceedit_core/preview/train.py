@@ -9,10 +9,13 @@ lexicon understands edits with one forward pass. Losses per item (au/objective.c
 squared hinge up to each target channel, a hinge on the other channels rising (FACS companions
 allowed), the change of left-right difference where both sides share a target (symmetric stays
 symmetric, one-sided stays one-sided), the paper's L2 term on dpsi, a small one on the rotations,
-and for heads whose coefficients are activations, a hinge keeping them in [0, 1].
+and a hinge keeping the coefficients in range: [0, 1] for heads whose coefficients are activations,
+|psi| <= pca_bound for PCA heads (FLAME's coefficients are about N(0,1); the editor refuses past 10).
 
 `train_preview_mapper(head, cfg)` trains the head's mapper; with `target=` it trains for that one
-target only (the per-prompt mapper of earlier versions; from `init=` it is a fine-tune).
+target only (the per-prompt mapper of earlier versions; from `init=` it is a fine-tune). With
+`checkpoint=STEM`, a cancelled run saves its state there (storage/checkpoints.py) and the next run
+with the same head and configuration resumes from it, to the same mapper an uninterrupted run makes.
 Only the landmark and probe vertices are posed (FlameSubset): exact and about ten times cheaper.
 """
 
@@ -20,8 +23,10 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -29,12 +34,13 @@ import torch
 
 from faceedit_core.au.critic import CHANNELS, GAZE, LATERAL, MIDLINE, SIDES, base_au, expand_target, side_of
 from faceedit_core.au.objective import CHANNEL_INDEX, AUObjective, channel_loss, stack_channels, target_vector
-from faceedit_core.errors import Cancelled
+from faceedit_core.errors import Cancelled, InputError
 from faceedit_core.mappers import ConditionedMapper, ConditionedMapperConfig
 from faceedit_core.params import FlameParams
 from faceedit_core.preview.head import PreviewHead
 from faceedit_core.preview.lexicon import ENTRIES
 from faceedit_core.preview.text_to_au import sided_aus
+from faceedit_core.storage import checkpoints
 
 # actions that cannot show together (on one side, for lateral ones): random targets avoid them
 CONFLICTS = {
@@ -58,6 +64,7 @@ CONFLICTS = {
 }
 INTENSITY_CHOICES = (0.4, 0.5, 0.6, 1.0, 1.0, 1.0, 1.0, 1.2, 1.3, 1.5)
 GAZE_CHANNELS = [CHANNEL_INDEX[a] for a in GAZE]
+CHECKPOINT_FORMAT = "faceedit.preview_train_checkpoint"
 
 
 @dataclass
@@ -70,11 +77,12 @@ class PreviewTrainConfig:
     layers: int = 4
     l2_weight: float = 0.001  # lambda_L2 on ||dpsi||^2
     pose_weight: float = 0.2  # on the squared jaw and gaze rotations (radians)
-    spurious_weight: float = 0.5  # the hinge on channels outside the target
+    spurious_weight: float = 2.0  # the hinge on channels outside the target
     symmetry_weight: float = 2.0  # the change of left-right difference where both sides share a target
     target_weight: float = 1.0  # the hinge up to the target
     target_margin: float = 0.1  # the hinge aims this far above the target (presence thresholds are not the top)
-    range_weight: float = 2.0  # activation heads: coefficients outside [0, 1]
+    range_weight: float = 2.0  # coefficients outside [0, 1] (activation heads) or beyond pca_bound (PCA heads)
+    pca_bound: float = 6.0  # PCA heads: |coefficient| an edit reaches (x 1.5 intensity stays under params.LIMITS 10)
     n_shape_active: int = 40  # identity coefficients sampled N(0,1); the rest stay zero
     neutral_prob: float = 0.3  # share of items starting from the neutral expression
     start_scale: float = 0.5  # pca heads: starting coefficients ~ N(0, start_scale^2)
@@ -202,6 +210,67 @@ def new_mapper(head: PreviewHead, cfg: PreviewTrainConfig) -> ConditionedMapper:
     )
 
 
+class _Run:
+    """The state a resumed run needs: mapper, Adam, its cosine schedule, the batch generator `gen`,
+    the global torch RNG, the step, the loss history and the seconds spent. The target pool is not
+    in it: it is drawn once from the seed before the first step, so drawing it again is exact."""
+
+    def __init__(self, head: PreviewHead, cfg: PreviewTrainConfig, init: ConditionedMapper | None):
+        torch.manual_seed(cfg.seed)
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.mapper = new_mapper(head, cfg) if init is None else copy.deepcopy(init)
+        self.mapper.train()
+        self.opt = torch.optim.Adam(self.mapper.parameters(), lr=cfg.lr if init is None else 0.1 * cfg.lr)  # gently
+        decay = lambda step: cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))  # noqa: E731
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, decay)
+        self.step, self.history, self.seconds = 0, [], 0.0
+
+    def save(self, stem: Path, key: dict) -> Path:
+        """Write the state as checkpoint `stem` (Adam's moments as tensors, its groups as JSON)."""
+        tensors = {f"mapper.{k}": v for k, v in self.mapper.state_dict().items()}
+        for pid, state in self.opt.state_dict()["state"].items():
+            tensors |= {f"adam.{pid}.{name}": torch.as_tensor(value) for name, value in state.items()}
+        tensors |= {"rng.gen": self.gen.get_state(), "rng.torch": torch.get_rng_state()}
+        manifest = {
+            "format": CHECKPOINT_FORMAT,
+            "key": key,
+            "step": self.step,
+            "history": self.history,
+            "seconds": self.seconds,
+            "adam_groups": self.opt.state_dict()["param_groups"],
+            "schedule": self.sched.state_dict(),
+        }
+        return checkpoints.save(stem, tensors, manifest)
+
+    def resume(self, stem: Path, key: dict) -> bool:
+        """Take the state of checkpoint `stem` when it was saved for `key` (the head and the
+        configuration); False, leaving the fresh state, when there is none, it is another run's or it
+        is damaged (a cache: the run starts over and its next checkpoint replaces it)."""
+        try:
+            tensors, manifest = checkpoints.load(stem)
+        except InputError:
+            return False
+        if manifest.get("format") != CHECKPOINT_FORMAT or manifest.get("key") != key:
+            return False
+        self.mapper.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("mapper.")})
+        state: dict[int, dict] = {}
+        for name, value in tensors.items():
+            if name.startswith("adam."):
+                _, pid, entry = name.split(".", 2)
+                state.setdefault(int(pid), {})[entry] = value
+        self.opt.load_state_dict({"state": state, "param_groups": manifest["adam_groups"]})
+        self.sched.load_state_dict(manifest["schedule"])
+        self.gen.set_state(tensors["rng.gen"])
+        torch.set_rng_state(tensors["rng.torch"])
+        self.step, self.history, self.seconds = manifest["step"], manifest["history"], manifest["seconds"]
+        return True
+
+
+def run_key(head: PreviewHead, cfg: PreviewTrainConfig) -> dict:
+    """What a checkpoint must have been saved for to be resumed: the head and the training configuration."""
+    return {"head": head.head_hash, "n_edit": head.n_edit, "coefficients": head.coefficients, "config": asdict(cfg)}
+
+
 def train_preview_mapper(
     head: PreviewHead,
     cfg: PreviewTrainConfig = PreviewTrainConfig(),
@@ -210,26 +279,34 @@ def train_preview_mapper(
     progress: Callable[[dict], None] | None = None,
     cancel: Callable[[], bool] | None = None,
     objective: AUObjective | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> tuple[ConditionedMapper, dict]:
     """Train the head's conditioned Emotion Mapper (or, with `target`, a mapper for that target only,
-    from `init` when given); returns (mapper in eval mode, summary). Cancelled between steps."""
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    objective = objective or AUObjective(head.layer)
+    from `init` when given); returns (mapper in eval mode, summary). Cancelled between steps.
+
+    checkpoint: a checkpoint stem for the head's mapper (not with target or init): a cancelled run
+    saves its state there, and a run for the same head and configuration resumes from it (summary
+    'resumed_from': the step; progress restarts there). The caller removes it once the mapper is kept."""
+    if checkpoint is not None and (target is not None or init is not None):
+        raise ValueError("checkpoint: only the head's mapper (no target, no init) resumes")
+    objective = objective or AUObjective(head.layer)  # no RNG: the seeds below fix the run
+    run, key = _Run(head, cfg, init), run_key(head, cfg)
     fixed = None if target is None else target_vector(target)
     if fixed is None:
         sampler = TargetSampler(cfg, bool(head.sides), objective.has_gaze, cfg.seed + 1)
-        draw = sampler.pool(min(8192, cfg.steps * 8), gen)
-    mapper = new_mapper(head, cfg) if init is None else copy.deepcopy(init)
-    mapper.train()
-    opt = torch.optim.Adam(mapper.parameters(), lr=cfg.lr if init is None else 0.1 * cfg.lr)  # a fine-tune: gently
-    decay = lambda step: cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * step / cfg.steps))  # noqa: E731
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, decay)
-    history, t0 = [], time.perf_counter()
+        draw = sampler.pool(min(8192, cfg.steps * 8), run.gen)
+    resumed_from = run.step if checkpoint is not None and run.resume(Path(checkpoint), key) else 0
+    t0 = time.perf_counter() - run.seconds
+    mapper, opt, sched, gen, history = run.mapper, run.opt, run.sched, run.gen, run.history
     stage = "train the head's Emotion Mapper" if target is None else "fine-tune the Emotion Mapper for one target"
-    for step in range(cfg.steps):
+    for step in range(resumed_from, cfg.steps):
         if cancel is not None and cancel():
-            raise Cancelled(f"training cancelled at step {step} of {cfg.steps}")
+            if checkpoint is None:
+                raise Cancelled(f"training cancelled at step {step} of {cfg.steps}")
+            run.step, run.seconds = step, time.perf_counter() - t0
+            path = run.save(Path(checkpoint), key)
+            where = f"checkpoint {path}; the same command resumes from it"
+            raise Cancelled(f"training cancelled at step {step} of {cfg.steps} ({where})")
         start = sample_start(cfg, head, cfg.batch, gen)
         targets = draw(cfg.batch) if fixed is None else fixed.expand(cfg.batch, -1)
         with torch.no_grad():
@@ -251,15 +328,18 @@ def train_preview_mapper(
             + 10 * closing.mean()
         )
         loss = loss_au + cfg.l2_weight * loss_l2 + cfg.pose_weight * loss_pose
+        psi = edited.expression[:, : head.n_edit]
         if head.coefficients == "activations":
-            psi = edited.expression[:, : head.n_edit]
-            loss = loss + cfg.range_weight * (torch.relu(-psi) ** 2 + torch.relu(psi - 1) ** 2).sum(1).mean()
+            outside = torch.relu(-psi) ** 2 + torch.relu(psi - 1) ** 2
+        else:  # PCA coefficients are standard deviations: an edit stays within pca_bound of them
+            outside = torch.relu(psi.abs() - cfg.pca_bound) ** 2
+        loss = loss + cfg.range_weight * outside.sum(1).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         history.append(float(loss.detach()))
-        if progress is not None and (step % 25 == 0 or step == cfg.steps - 1):
+        if progress is not None and (step % 25 == 0 or step in (resumed_from, cfg.steps - 1)):
             progress(
                 {
                     "stage": stage,
@@ -274,6 +354,7 @@ def train_preview_mapper(
         "config": asdict(cfg),
         "target": target,
         "seconds": round(time.perf_counter() - t0, 2),
+        "resumed_from": resumed_from,
         "loss_first": history[0],
         "loss_last": float(np.mean(history[-max(1, len(history) // 20) :])),
         "loss_history": history[:: max(1, len(history) // 50)],

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from faceedit_core.flame.ict import HELPER_PARTS
+
 SKIN = (0.80, 0.60, 0.50)
 LIP = (0.69, 0.37, 0.37)
 BROW = (0.45, 0.33, 0.27)
@@ -36,15 +38,6 @@ BROW_HALF_WIDTH = 0.0045
 BROW_DEPTH = 0.015  # m: skin this far behind the brow landmarks is not brow
 
 LASH_ROOT = 0.0012  # m: eyelash faces within this of the skin are drawn (the lash line)
-
-HELPER_PARTS = (
-    "lacrimal_fluid_left",
-    "lacrimal_fluid_right",
-    "eye_blend_left",
-    "eye_blend_right",
-    "eye_occlusion_left",
-    "eye_occlusion_right",
-)
 
 
 def _smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:

@@ -102,7 +102,7 @@ class PreviewRenderer:
 
                     def finish(v: int, covered: Covered, b=b, lo=lo, normals=normals) -> None:
                         # on the rasteriser's worker for this view: views are shaded in parallel
-                        out[b, lo + v] = _resolve(covered, self._shade(covered, normals, light[lo + v]), s)
+                        _resolve(covered, self._shade(covered, normals, light[lo + v]), s, out[b, lo + v])
 
                     views = clip[lo : lo + per_call]
                     rasterize(views, self.faces, (H * s, W * s), cull_backfaces=True, frames=False, each=finish)
@@ -121,10 +121,11 @@ class PreviewRenderer:
         return (self._albedo(covered) * interpolate_at(lit, self.faces, covered)).clamp(0, 1)
 
 
-def _resolve(covered: Covered, rgb: torch.Tensor, s: int) -> torch.Tensor:
+def _resolve(covered: Covered, rgb: torch.Tensor, s: int, out: torch.Tensor | None = None) -> torch.Tensor:
     """Covered samples of an (sH, sW) image and their colours rgb [P,3] -> straight-alpha pixels
     [H,W,4]: alpha is the covered share of each s x s block, colour the mean over its covered
-    samples only, so silhouettes get no fringe of background colour; background is transparent black."""
+    samples only, so silhouettes get no fringe of background colour; background is transparent black.
+    Written into `out` [H,W,4] (contiguous) when given, else into a new tensor."""
     Hs, Ws = covered.size
     H, W = Hs // s, Ws // s
     if Ws & (Ws - 1) == 0 and s & (s - 1) == 0:  # powers of two (512 px at 2x): shifts, not int64 divisions
@@ -135,4 +136,8 @@ def _resolve(covered: Covered, rgb: torch.Tensor, s: int) -> torch.Tensor:
         pixel = (row // s) * W + (covered.hit - row * Ws) // s
     acc = rgb.new_zeros(H * W, 4).index_add_(0, pixel, F.pad(rgb, (0, 1), value=1.0))
     count = acc[:, 3:]
-    return torch.cat([acc[:, :3] / count.clamp(min=1), count / (s * s)], -1).view(H, W, 4)
+    out = rgb.new_empty(H, W, 4) if out is None else out
+    pixels = out.view(H * W, 4)
+    torch.div(acc[:, :3], count.clamp(min=1), out=pixels[:, :3])
+    torch.div(count, s * s, out=pixels[:, 3:])
+    return out

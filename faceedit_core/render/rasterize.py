@@ -345,7 +345,7 @@ def rasterize(
     if backend == "nvdiffrast":
         if not clip_verts.is_cuda or _nvdiffrast() is None:
             raise InputError(
-                "the nvdiffrast backend needs CUDA and the nvdiffrast package (pip install faceedit[cuda])"
+                "the nvdiffrast backend needs CUDA and the nvdiffrast package (not on PyPI: see docs/rendering.md)"
             )
         frags = _rasterize_nvdiffrast(clip_verts, faces, H, W, cull_backfaces)
     elif backend != "torch":

@@ -1,2 +1,3 @@
 """Files: atomic writes, checkpoints, the mapper store, OBJ export, restricted unpicklers, the cache
-folder and the user's models folder. Every writer goes through storage.atomic."""
+folder, the user's models folder, and the checked dataclass records configs are stored as. Every
+writer goes through storage.atomic."""

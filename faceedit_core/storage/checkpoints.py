@@ -91,6 +91,17 @@ def save(stem: str | os.PathLike, tensors: dict[str, torch.Tensor], manifest: di
     return manifest_path(stem)
 
 
+def remove(stem: str | os.PathLike) -> None:
+    """Delete checkpoint `stem` (its manifest, then its weight files); nothing when there is none."""
+    stem = Path(stem)
+    if not manifest_path(stem).is_file() and not _weight_files(stem):
+        return
+    with lock(stem):
+        manifest_path(stem).unlink(missing_ok=True)
+        for weights in _weight_files(stem):
+            weights.unlink(missing_ok=True)
+
+
 def read_manifest(stem: str | os.PathLike) -> dict:
     """The manifest of a checkpoint, checked to be a JSON object naming its weights file."""
     path = manifest_path(stem)

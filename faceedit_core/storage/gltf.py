@@ -27,6 +27,7 @@ import numpy as np
 
 from faceedit_core.errors import InputError
 from faceedit_core.storage.atomic import atomic_write
+from faceedit_core.storage.reading import reading_errors
 
 GLB_MAGIC = 0x46546C67  # b"glTF"
 CHUNK_JSON = 0x4E4F534A  # b"JSON"
@@ -199,9 +200,18 @@ def read_glb(path_or_bytes: str | os.PathLike | bytes) -> dict:
     -> {"json": the document, "positions" [V,3], "normals" [V,3] | None, "indices" [F,3],
     "targets": [(name, offsets [V,3])], "weights": [...]}. Raises InputError on a malformed file:
     bad magic, version, lengths, chunk types or padding, accessors out of range, POSITION min/max
-    that disagree with the data.
+    that disagree with the data; anything else malformed (JSON that is not UTF-8, a missing field,
+    a field of the wrong type) is an InputError too.
     """
-    data = path_or_bytes if isinstance(path_or_bytes, bytes) else Path(path_or_bytes).read_bytes()
+    if isinstance(path_or_bytes, bytes):
+        with reading_errors("the .glb"):
+            return _parse_glb(path_or_bytes)
+    with reading_errors(str(path_or_bytes)):
+        return _parse_glb(Path(path_or_bytes).read_bytes())
+
+
+def _parse_glb(data: bytes) -> dict:
+    """read_glb of the file's bytes; may raise any exception on a malformed document."""
     if len(data) < 28:
         raise InputError(f"a .glb needs at least 28 bytes, got {len(data)}")
     magic, version, total = struct.unpack_from("<III", data, 0)

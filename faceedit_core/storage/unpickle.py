@@ -34,7 +34,8 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from faceedit_core.errors import FaceEditError, InputError, UnsafeFileError
+from faceedit_core.errors import InputError, UnsafeFileError
+from faceedit_core.storage.reading import reading_errors
 
 MAX_DEPTH = 64  # nesting of lists/dicts/records a model file may have (FLAME: 3, Next3D: about 12)
 MAX_DIMS = 32  # dimensions of one array or tensor
@@ -415,25 +416,6 @@ SPARSE_CLASSES = {
     )
     for name in ("csc_matrix", "csr_matrix", "coo_matrix")
 }
-
-
-def reading_errors(what: str):
-    """A context manager turning any failure but FaceEdit's own into InputError naming `what`."""
-    return _ReadingErrors(what)
-
-
-class _ReadingErrors:
-    def __init__(self, what: str):
-        self.what = what
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, tb):
-        if exc is None or isinstance(exc, FaceEditError) or not isinstance(exc, Exception):
-            return False
-        message = str(exc).splitlines()[0][:200] if str(exc) else ""
-        raise InputError(f"{self.what} is not a readable model file ({type(exc).__name__}: {message})") from None
 
 
 def safe_load(file: str | os.PathLike | BinaryIO | bytes, *, allow_torch: bool = False) -> Any:

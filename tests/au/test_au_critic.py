@@ -47,6 +47,22 @@ def test_hand_built_brow_raise_is_au1_au2_not_au4(demo):
     assert success(au, ["AU1", "AU2"]).item() and not success(au, ["AU4"]).item()
 
 
+def test_brows_drawn_together_read_as_au4_under_raised_brows(demo):
+    """Fear's 1+2+4: raised brows are no negative drop; their medial pull still reads as AU4."""
+    _, neutral, _ = demo
+    iod = (neutral.landmarks[0, 36] - neutral.landmarks[0, 45]).norm().item()
+    pull = 2.0 / 90 * iod  # a full AU4's medial pull (2 mm a side on an adult face)
+    raised = neutral.landmarks.clone()
+    raised[:, 17:27, 1] += 0.006
+    drawn = raised.clone()
+    drawn[:, 21, 0] += pull  # the right inner brow end (-x side) moves towards the midline
+    drawn[:, 22, 0] -= pull
+    assert _measure(demo, raised, neutral.vertices)["AU4"].item() == 0.0
+    au = _measure(demo, drawn, neutral.vertices)
+    assert au["AU4"].item() == pytest.approx(2 * 2.0 / REFERENCE_MM["AU4"], abs=0.02)  # 0.5: present
+    assert au["AU1"].item() >= 0.5 and au["AU2"].item() >= 0.5
+
+
 def test_invariant_to_scale_and_translation(demo):
     _, neutral, probes = demo
     lms = neutral.landmarks.clone()

@@ -55,6 +55,18 @@ def test_a_symmetric_target_penalises_drifting_apart_and_companions_are_free():
     assert channel_loss(with_frown, start, target, 0.5, 2.0).item() > 0.1
 
 
+def test_the_lips_part_as_far_as_the_jaw_drops():
+    """AU25 beyond its target costs when asked alone, not under a jaw drop (which also frees the
+    corners' AU15/AU23 that ride down with the jaw)."""
+    start = torch.zeros(1, K)
+    lips = _vec(AU25=1.0)
+    jaw = _vec(AU25=1.0, AU26=1.0)
+    wide = _vec(AU25=3.5)
+    assert channel_loss(wide, start, lips, 0.5, 2.0).item() > 0.5
+    opened = _vec(AU25=3.5, AU26=1.1, AU15_L=1.1, AU15_R=1.1, AU23=0.6)
+    assert channel_loss(opened, start, jaw, 0.5, 2.0).item() == pytest.approx(0.001, abs=0.001)
+
+
 def test_au_loss_takes_bilateral_and_sided_names():
     au = {c: torch.zeros(2) for c in CHANNELS}
     au["AU12_L"] = torch.tensor([1.0, 0.0])

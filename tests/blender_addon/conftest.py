@@ -158,6 +158,31 @@ def run_driver(
     return res, arrays, log
 
 
+def save_rig_npz(model, path: Path) -> Path:
+    """A FlameModel's arrays for in_blender/drive_rig_tools.official_rig (what the official add-on's
+    rig is made from: template, blendshapes, pose correctives, joint regressor, skinning weights)."""
+    fields = ("n_shape", "v_template", "shapedirs", "posedirs", "J_regressor", "weights", "parents", "f")
+    np.savez(path, **{k: getattr(model, k) for k in fields})
+    return path
+
+
+def correctives(posedirs: np.ndarray, neck, jaw) -> np.ndarray:
+    """FLAME's pose corrective offsets [V,3] for the neck and jaw axis-angles (the eyes' features are
+    zero on the heads tested): posedirs [V,3,36] x (R - I) of the neck, then the jaw, row by row."""
+    feat = np.concatenate([(rotation(r) - np.eye(3)).ravel() for r in (neck, jaw)])
+    return posedirs[:, :, :18].astype(np.float64) @ feat
+
+
+def rotation(rotvec) -> np.ndarray:
+    """Rodrigues: axis-angle [3] -> rotation matrix [3,3]."""
+    k = np.asarray(rotvec, np.float64)
+    theta = np.linalg.norm(k)
+    if theta < 1e-12:
+        return np.eye(3)
+    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]]) / theta
+    return np.eye(3) + np.sin(theta) * kx + (1 - np.cos(theta)) * kx @ kx
+
+
 def section_ok(res: dict, name: str) -> None:
     """The driver ran section `name` to its end (its traceback otherwise)."""
     assert name in res.get("sections", {}), f"section {name} did not run; ran: {list(res.get('sections', {}))}"

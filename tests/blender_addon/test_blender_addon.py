@@ -68,6 +68,31 @@ def test_the_zip_installs_as_a_user_installs_it_and_imports_no_torch(run, blende
     assert res["ops_without_poll"] == []  # every operator says in poll() when and why it is unavailable
 
 
+def test_gui_paths_as_far_as_headless_bpy_reaches_them(run):
+    """Esc, undo, the progress cursor and the Info reporter (issue 17). What needs Blender's event loop
+    (the modal reporter's timer event reaching the Info area and the status bar, an Esc key press
+    dispatched through the keymap, the cursor drawn) cannot run in the bpy module; these check every
+    part up to it."""
+    res, _, _, log = run
+    section_ok(res, "install")
+    # Esc: a plain press (no modifiers) in the add-on keyconfig's global Window keymap
+    assert res["esc_keymap_item"] == [["EMPTY", "WINDOW", "PRESS", True, False, False, False, False, False]]
+    # undo: the request operators push no step of their own (the reply comes later); each reply that
+    # changed the scene pushes exactly one, with its label; a connect or a failed request pushes none
+    assert res["undo_ops"] == ["faceedit.key_sequence", "faceedit.keyframe", "faceedit.turntable"]
+    assert res["undo_connect"] == [] and res["undo_edit1"] == ["Edit 'raising brow'"]
+    for op in ("edit_expression", "render_views", "add_demo_head"):
+        assert res["errors"][op]["undo"] == [], op
+    section_ok(res, "undo")  # ... and undo takes the whole reply back in one step, redo restores it
+    undo = res["undo"]
+    assert undo["status"]["error"] == "" and undo["pushes"] == ["Edit 'frowning'"] and undo["changed"]
+    assert undo["undone"] and undo["history_undone"] == 0 and undo["redone"]
+    # window_manager.progress_*: begun at the first poll step of the request, on while it ran, ended with it
+    assert res["progress_cursor"] == {"busy": [False, True], "after": False}
+    # the Info reporter without a window (background mode) falls back to the console, once
+    assert res["background"] is True and res["report_no_window"] == ["FINISHED"] and log.count("Warning: probe\n") == 1
+
+
 def test_every_operator_refuses_in_poll_with_the_reason(run):
     res, _, _, _ = run
     section_ok(res, "refusals_idle")
@@ -114,6 +139,28 @@ def test_demo_head_is_placed_clear_of_the_cube_selected_and_framed(run, expected
     h, w = img.shape[:2]
     centre, corner = img[h // 2 - 2 : h // 2 + 2, w // 2 - 2 : w // 2 + 2].mean((0, 1)), img[:4, -4:].mean((0, 1))
     assert centre[0] > centre[2] + 5 and np.abs(centre - corner).max() > 10  # skin (warm), not the background
+
+
+def test_demo_head_carries_the_part_colours_and_hides_the_faces_previews_leave_out(run, expected):
+    """Issue 15: the ICT head's per-vertex part colours (skin, lips, sclera, iris, teeth, gums, lashes) as a
+    colour attribute the material reads; the helper meshes and lash cards the preview does not draw get a
+    transparent material."""
+    res, arrays, _, _ = run
+    section_ok(res, "head")
+    look, head = res["head_look"], expected["head"]
+    want = head["vertex_colours"]
+    assert want.shape == head["vertices"].shape and np.ptp(want, axis=0).min() > 0.5  # dark pupils to white sclera
+    assert look["attributes"] == [["FaceEdit colour", "POINT", "FLOAT_COLOR"]]
+    assert look["active_color"] == look["default_color"] == "FaceEdit colour"
+    got = arrays["colours"]
+    np.testing.assert_allclose(got[:, :3], want, atol=5e-4)  # Blender's sRGB <-> linear tables
+    assert np.all(got[:, 3] == 1.0)
+    parts, hidden = look["materials"]
+    assert parts["surface"] == "BSDF_PRINCIPLED" and parts["base_from"] == ["VERTEX_COLOR", "FaceEdit colour"]
+    assert hidden["surface"] == "BSDF_TRANSPARENT" and hidden["viewport_alpha"] == 0.0
+    drawn = head["drawn_faces"].astype(bool)
+    assert 0 < (~drawn).sum() < len(drawn) // 4
+    np.testing.assert_array_equal(arrays["material_index"], (~drawn).astype(np.int32))
 
 
 def test_edit_writes_one_live_slider_key_at_intensity_one(run, expected):
@@ -182,6 +229,29 @@ def test_keyframes_through_the_channelbag_and_re_edits_keep_them(run):
     assert "Replace keyed shapes" in refused["status"]["error"]
     assert res["keyed_replaced"]["error"] == "" and res["keyed_points_kept"] is True
     np.testing.assert_allclose(arrays["edit_replaced"], arrays["edit1"], atol=1e-6)
+
+
+def test_the_chosen_identity_travels_in_edit_and_render_and_a_preview_server_refuses_it(run):
+    res, _, _, _ = run
+    section_ok(res, "identity")
+    ident = res["identity"]
+    for case, field in (
+        ("7-edit_expression", {"seed": 7}),
+        ("7-render_views", {"seed": 7}),
+        ("my face-edit_expression", {"latent": "my face"}),
+    ):
+        got = ident[case]
+        op = "render" if "render" in case else "edit"
+        assert [s[0] for s in got["sent"]] == [op], case  # one request...
+        assert got["sent"][0][1]["identity"] == field, case  # ... that carries the identity
+        status = got["status"]
+        assert "[invalid_field]: field 'identity' needs the paper tier" in status["error"], case
+        assert len(status["log"]) == 1 and status["log"][0][0] == "ERROR", case  # reported once
+        assert got["same"], case  # nothing in the scene changed
+    assert ident["seed_too_big"]["refused"] and "a seed must lie within 0..2^63-1" in ident["seed_too_big"]["raised"]
+    default = ident["default"]
+    assert default["status"]["error"] == "" and [s[0] for s in default["sent"]] == ["edit"]
+    assert "identity" not in default["sent"][0][1]  # sent only when named
 
 
 def test_mix_replace_sets_earlier_keys_to_zero_and_add_keeps_them(run):

@@ -19,7 +19,7 @@ import pytest
 
 from faceedit_core.flame.default_head import demo_head
 from faceedit_wire.client import Client
-from tests.blender_addon.conftest import ROOT, run_driver, section_ok
+from tests.blender_addon.conftest import ROOT, correctives, rotation, run_driver, save_rig_npz, section_ok
 
 PROMPT = "A person who is raising brow"
 JAW = (0.21, 0.04, -0.03)
@@ -29,20 +29,7 @@ pytestmark = [pytest.mark.blender, pytest.mark.slow, pytest.mark.timeout(1500)]
 @pytest.fixture(scope="module")
 def rig_npz(tmp_path_factory):
     """The server's head model in FLAME's layout (what the official add-on's .blend is made from)."""
-    m = demo_head().model
-    path = tmp_path_factory.mktemp("rig") / "flame_model.npz"
-    np.savez(
-        path,
-        n_shape=m.n_shape,
-        v_template=m.v_template,
-        shapedirs=m.shapedirs,
-        posedirs=m.posedirs,
-        J_regressor=m.J_regressor,
-        weights=m.weights,
-        parents=m.parents,
-        f=m.f,
-    )
-    return path
+    return save_rig_npz(demo_head().model, tmp_path_factory.mktemp("rig") / "flame_model.npz")
 
 
 @pytest.fixture(scope="module")
@@ -87,15 +74,6 @@ def expected(server):
     return out
 
 
-def rotation(rotvec) -> np.ndarray:
-    k = np.asarray(rotvec, np.float64)
-    theta = np.linalg.norm(k)
-    if theta < 1e-12:
-        return np.eye(3)
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]]) / theta
-    return np.eye(3) + np.sin(theta) * kx + (1 - np.cos(theta)) * kx @ kx
-
-
 def skinned(rest: np.ndarray, poses: dict) -> np.ndarray:
     """Linear blend skinning of rest [V,3] by rotations {joint index: axis-angle} about the neutral
     joints (the neck, their parent, unrotated): what Blender's Armature modifier computes."""
@@ -127,7 +105,12 @@ def test_official_rig_edit_sets_exp_values_and_bones_scaled_exactly_by_the_inten
     mix = m.v_template + m.shapedirs[:, :, m.n_shape :] @ (s * psi).astype(np.float64)
     np.testing.assert_allclose(arrays["rig_unposed"], mix, atol=2e-6)
     poses = {2: s * expected["jaw_pose"], 3: s * expected["eye_pose"][:3], 4: s * expected["eye_pose"][3:]}
-    np.testing.assert_allclose(arrays["rig_evaluated"], skinned(arrays["rig_unposed"], poses), atol=5e-6)
+    # the neutral rig's correctives are on (FLAME's): its Pose values follow the jaw bone
+    fix = correctives(m.posedirs, np.zeros(3), poses[2])
+    np.testing.assert_allclose(arrays["rig_pose_values"][:9], 0.0, atol=1e-7)
+    np.testing.assert_allclose(arrays["rig_pose_values"][9:18], (rotation(poses[2]) - np.eye(3)).ravel(), atol=1e-6)
+    want = skinned(arrays["rig_unposed"] + fix, poses)
+    np.testing.assert_allclose(arrays["rig_evaluated"], want, atol=5e-6)
     assert res["rig_frame"] == "as is"  # mesh data in FLAME's frame (the armature stands it up)
     nonzero = {f'key_blocks["Exp{k + 1}"].value' for k in np.flatnonzero(psi)}
     assert set(res["rig_keyed"]) == nonzero and res["rig_bones_keyed"] == ["jaw", "left_eye", "right_eye"]
@@ -140,7 +123,7 @@ def test_the_jaw_bone_rotates_the_jaw_as_flames_axis_angle_says(run):
     res, arrays, _ = run
     section_ok(res, "rig")
     np.testing.assert_allclose(res["rig_jaw_read_back"], JAW, atol=1e-6)
-    want = skinned(arrays["rig_unposed"], {2: JAW})
+    want = skinned(arrays["rig_unposed"] + correctives(demo_head().model.posedirs, np.zeros(3), JAW), {2: JAW})
     np.testing.assert_allclose(arrays["rig_jaw_evaluated"], want, atol=5e-6)
     assert np.abs(arrays["rig_jaw_evaluated"] - arrays["rig_unposed"]).max() > 5e-3  # the jaw moved
 

@@ -1,5 +1,8 @@
 """The `faceedit` command group: every listed subcommand imports and documents itself."""
 
+import subprocess
+import sys
+
 import pytest
 from click.testing import CliRunner
 
@@ -12,6 +15,13 @@ def test_subcommand_help(name):
     result = CliRunner().invoke(main, [name, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.output
+
+
+def test_the_package_runs_as_a_module():
+    # `make demo` runs `python -m faceedit_core.cli demo`: the package needs its __main__
+    done = subprocess.run([sys.executable, "-m", "faceedit_core.cli", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "demo" in done.stdout and "Usage:" in done.stdout
 
 
 def test_unknown_subcommand_is_an_error():

@@ -26,3 +26,10 @@ def test_a_faceedit_error_exits_1_without_a_usage_banner(tmp_path):
 def test_a_usage_error_keeps_exit_2(tmp_path):
     result = CliRunner().invoke(main, ["edit", "--prompt", "x"])  # --out missing
     assert result.exit_code == 2 and "Usage:" in result.stderr
+
+
+def test_render_draws_its_progress_bar_on_stderr_only(tmp_path):
+    result = CliRunner().invoke(main, ["render", "--views", "3", "--size", "64", "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert "rendering" in result.stderr and "rendering" not in result.stdout
+    assert sorted(p.name for p in (tmp_path / "r").glob("view_*.png")) == ["view_00.png", "view_01.png", "view_02.png"]

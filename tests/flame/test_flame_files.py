@@ -13,23 +13,16 @@ import torch
 from faceedit_core.errors import InputError, MissingModelError, UnsafeFileError
 from faceedit_core.flame import FlameLayer, load_flame_model, load_landmark_embedding
 from faceedit_core.flame.io import FlameModel, save_flame_model, save_landmark_embedding
+from faceedit_core.flame.standin import official_pickle_dict
 from faceedit_core.params import FlameParams
 from faceedit_core.storage.unpickle import safe_load
 from tests.helpers.flame import random_flame
 
 
 def _official_dict(model):
-    return {
-        "v_template": model.v_template.astype(np.float64),
-        "shapedirs": model.shapedirs.astype(np.float64),
-        "posedirs": model.posedirs.astype(np.float64),
-        "J_regressor": model.J_regressor.astype(np.float64),
-        "weights": model.weights.astype(np.float64),
-        "kintree_table": np.array([[4294967295, 0, 1, 1, 1], [0, 1, 2, 3, 4]], dtype=np.int64),
-        "f": model.f.astype(np.uint32),
-        "bs_style": "lbs",
-        "bs_type": "lrotmin",
-    }
+    data = official_pickle_dict(model)
+    assert data["kintree_table"].tolist() == [[4294967295, 0, 1, 1, 1], [0, 1, 2, 3, 4]]  # FLAME's, as stored
+    return data
 
 
 def _fake_ch(x):

@@ -7,6 +7,7 @@ import torch
 from faceedit_core.errors import InputError
 from faceedit_core.flame import FlameLayer
 from faceedit_core.flame.io import FlameModel
+from faceedit_core.flame.layer import KeptResult
 from faceedit_core.params import FlameParams
 from tests.helpers.flame import random_flame
 
@@ -91,7 +92,7 @@ def test_identity_cache_gives_fresh_results(layer):
     for p in (a, a.replace(expression=torch.randn(1, 10, generator=gen)), b, a):
         with torch.no_grad():
             got = layer(p).vertices
-        fresh._identity = None  # no cache: computed afresh
+        fresh._identity = KeptResult()  # no cache: computed afresh
         torch.testing.assert_close(got, fresh(p).vertices, rtol=0, atol=0)
 
 

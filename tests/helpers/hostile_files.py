@@ -301,3 +301,41 @@ def assert_refused(report: dict, match: str = "") -> None:
     assert result.startswith(("faceedit_core.errors.UnsafeFileError", "faceedit_core.errors.InputError")), report
     assert match in result, report
     assert report["rss_growth"] < MEMORY_BOUND and report["traced_peak"] < MEMORY_BOUND, report
+
+
+def refusal_test(loader: str, file_name: str, max_bytes: int, bombs: dict):
+    """A pytest test parametrised over `bombs` ({test id: (writer, part of the message)}): each
+    writer's file, under `max_bytes` on disk, is refused by `loader` with bounded memory."""
+    import pytest
+
+    @pytest.mark.parametrize("make, match", list(bombs.values()), ids=list(bombs))
+    def test(tmp_path, make, match):
+        path = make(tmp_path / file_name)
+        assert path.stat().st_size < max_bytes
+        assert_refused(measure_load(path, loader), match)
+
+    return test
+
+
+class _RunsCode:
+    """Unpickles as a call of print: what a weights file must never be allowed to do."""
+
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def assert_weights_loader_checks(load, weights: Path, key: str, match: str, tmp: Path) -> None:
+    """`load(path)` of the state dict at `weights` without `key` raises InputError naming `match`,
+    and of a file whose `key` would run code on unpickling raises UnsafeFileError."""
+    import pytest
+
+    from faceedit_core.errors import InputError, UnsafeFileError
+
+    sd = torch.load(weights, weights_only=True)
+    del sd[key]
+    torch.save(sd, tmp / "broken.pth")
+    with pytest.raises(InputError, match=match):
+        load(tmp / "broken.pth")
+    torch.save({key: _RunsCode()}, tmp / "evil.pth")
+    with pytest.raises(UnsafeFileError):
+        load(tmp / "evil.pth")

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-from faceedit_core.errors import InputError, UnsafeFileError
+from faceedit_core.errors import InputError
 from faceedit_core.paper.evaluation import missing_variants, openface_success, read_openface, target_aus, variant_of
 from faceedit_core.paper.inception import fid, kid, load_inception, random_inception_file
 from faceedit_core.paper.mapper_sets import MapperSet
+from tests.helpers import hostile_files as H
 from tests.helpers.paper import write_models_dir
 
 OPENFACE_HEADER = (
@@ -72,19 +73,9 @@ def test_inception_weights_are_read_safely_and_give_pool_features(tmp_path):
     assert not torch.allclose(feats[0], feats[1])
     tv = load_inception(random_inception_file(tmp_path / "tv.pth", fid_variant=False), size=80)
     assert not tv.fid_variant and tv(images).shape == (3, 2048)
-    sd = torch.load(tmp_path / "tv.pth", weights_only=True)
-    del sd["Mixed_6b.branch1x1.conv.weight"]
-    torch.save(sd, tmp_path / "broken.pth")
-    with pytest.raises(InputError, match="Mixed_6b"):
-        load_inception(tmp_path / "broken.pth")
-
-    class Evil:
-        def __reduce__(self):
-            return (print, ("this must never run",))
-
-    torch.save({"fc.weight": Evil()}, tmp_path / "evil.pth")
-    with pytest.raises(UnsafeFileError):
-        load_inception(tmp_path / "evil.pth")
+    H.assert_weights_loader_checks(
+        load_inception, tmp_path / "tv.pth", "Mixed_6b.branch1x1.conv.weight", "Mixed_6b", tmp_path
+    )
 
 
 def test_openface_csv_presence_and_the_success_rule(tmp_path):

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from faceedit_core.errors import Cancelled, InputError, UnsafeFileError
+from faceedit_core.errors import Cancelled, InputError
 from faceedit_core.next3d.generator import flame_inputs
 from faceedit_core.paper.invert import (
     InvertConfig,
@@ -27,6 +27,7 @@ from faceedit_core.paper.latents import load_latent
 from faceedit_core.paper.perceptual import load_perceptual, tiny_perceptual_files
 from faceedit_core.params import FlameParams
 from faceedit_core.render.cameras import orbit
+from tests.helpers import hostile_files as H
 from tests.helpers.paper import tiny_models, write_models_dir
 
 N_AVG = 200
@@ -131,6 +132,21 @@ def test_inversion_modes_progress_cancel_and_input_checks(models, truth, tmp_pat
         invert_photo(models, truth["photo"], truth["params"].cat([truth["params"]] * 2), cfg)
 
 
+def test_inversion_runs_the_super_resolution_in_float32(models, truth):
+    """The backward pass of the inversion reaches every pixel through the super-resolution, as
+    training's does: float16 blocks ("auto" on CUDA, "fp16") run in float32 for it, "bf16" is
+    kept, and the setting is restored afterwards."""
+    sr = models.generator.superresolution
+    cfg = InvertConfig(steps=1, n_avg=N_AVG, identity=0.0)
+    for given, during_expected in (("fp16", "fp32"), ("auto", "fp32"), ("bf16", "bf16")):
+        sr.precision, seen = given, []
+        try:
+            invert_photo(models, truth["photo"], truth["params"], cfg, progress=lambda e: seen.append(sr.precision))
+        finally:
+            after, sr.precision = sr.precision, "auto"
+        assert seen == [during_expected] and after == given
+
+
 def test_cameras_are_next3d_orbits_and_start_from_the_inverse_head_rotation():
     """A head turned by +yaw (and nodding) seen from the front is the unturned head seen from -yaw."""
     torch.testing.assert_close(camera_c(torch.zeros(3)), orbit([0.0], [0.0]).eg3d_c(), atol=1e-6, rtol=0)
@@ -167,19 +183,7 @@ def test_lpips_reads_vgg16_weights_safely(tmp_path):
     assert d.shape == (2,) and (d > 0).all() and net(a, a).abs().max() < 1e-6
     assert not any(p.requires_grad for p in net.parameters()) and net.calibrated
     assert not load_perceptual(vgg).calibrated
-    sd = torch.load(vgg, weights_only=True)
-    del sd["features.14.weight"]
-    torch.save(sd, tmp_path / "broken.pth")
-    with pytest.raises(InputError, match="features.14"):
-        load_perceptual(tmp_path / "broken.pth")
-
-    class Evil:
-        def __reduce__(self):
-            return (print, ("this must never run",))
-
-    torch.save({"features.0.weight": Evil()}, tmp_path / "evil.pth")
-    with pytest.raises(UnsafeFileError):
-        load_perceptual(tmp_path / "evil.pth")
+    H.assert_weights_loader_checks(load_perceptual, vgg, "features.14.weight", "features.14", tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -246,3 +250,8 @@ def test_server_invert_op_saves_a_named_latent_the_edit_ops_use(models_dir, tmp_
     for bad in ({"photo": "x"}, {"name": "../me"}, {"mode": "z"}, {"steps": 0}, {"steps": 1.5}):
         with pytest.raises((P.ProtocolError, InputError)):
             handlers.invert(editor, {"photo": photo, "params": arrays, "steps": 1, **bad}, ctx)
+    steps = []
+    cancelled = {"progress": steps.append, "cancelled": lambda: len(steps) >= 1}
+    with pytest.raises(Cancelled, match="step 1 of 3"):
+        handlers.invert(editor, {"photo": photo, "params": arrays, "name": "gone", "steps": 3}, cancelled)
+    assert not list((root / "latents").glob("gone*"))  # a cancelled inversion saves nothing

@@ -106,7 +106,6 @@ def test_missing_files_are_named_with_their_folder(models_dir, tmp_path):
 
 def test_server_serves_the_paper_tier(models_dir, editor, monkeypatch):
     from backend_server.__main__ import main
-    from backend_server.server import Server
     from faceedit_wire.client import Client
     from tests.helpers.server import RunningServer
 
@@ -122,8 +121,8 @@ def test_server_serves_the_paper_tier(models_dir, editor, monkeypatch):
         client.close()
     finally:
         server.stop()
-    started = []  # `faceedit-server --models DIR` up to the socket loop, which is replaced here
-    monkeypatch.setattr(Server, "serve_forever", lambda self, *a, **k: started.append(self))
+    started = []  # `faceedit-server --models DIR` up to binding its socket, which is replaced here (no port used)
+    monkeypatch.setattr("backend_server.__main__.run", lambda server: started.append(server) or 0)
     assert main(["--models", str(models_dir), "--sr-precision", "bf16"]) == 0
     with pytest.raises(SystemExit):  # argparse names the choices
         main(["--models", str(models_dir), "--sr-precision", "fp64"])

@@ -33,9 +33,10 @@ def test_paper_prompts_and_synonyms(parser, prompt, aus):
 def test_intensity_words_scale(parser):
     full = parser.parse("smile").intensities
     slight = parser.parse("slight smile").intensities
+    angry = parser.parse("angry").intensities
     very = parser.parse("very angry").intensities
     assert slight == {au: 0.5 * v for au, v in full.items()}
-    assert all(v > 1.0 for v in very.values())
+    assert very == pytest.approx({au: 1.3 * v for au, v in angry.items()}) and very["AU4"] > 1.0
 
 
 def test_several_actions_combine(parser):

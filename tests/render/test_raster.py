@@ -73,22 +73,8 @@ def test_cube_silhouette_area():
     a = math.radians(45)
     R = torch.tensor([[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(a), 0, math.cos(a)]])
     v = corners @ R.T
-    faces = torch.tensor(
-        [
-            [0, 1, 3],
-            [0, 3, 2],
-            [4, 6, 7],
-            [4, 7, 5],
-            [0, 4, 5],
-            [0, 5, 1],
-            [2, 3, 7],
-            [2, 7, 6],
-            [0, 2, 6],
-            [0, 6, 4],
-            [1, 5, 7],
-            [1, 7, 3],
-        ]
-    )
+    quads = torch.tensor([[0, 1, 3, 2], [4, 6, 7, 5], [0, 4, 5, 1], [2, 3, 7, 6], [0, 2, 6, 4], [1, 5, 7, 3]])
+    faces = quads[:, [0, 1, 2, 0, 2, 3]].reshape(12, 3)  # each quad as two triangles
     clip = torch.cat([v, torch.ones(8, 1)], 1)
     clip[:, 2] = (v[:, 2] + 1) / 2
     size = 200
@@ -239,7 +225,7 @@ def test_nvdiffrast_parity():
     # nvdiffrast (docs, "Rasterization"): (u, v, z/w, triangle_id + 1) per pixel, rows bottom-up,
     # (u, v) = (1, 0) at the triangle's first vertex and (0, 1) at its second, depth test GL_LESS;
     # perspective-correct barycentrics, so a random homogeneous scale per vertex must not matter
-    pytest.importorskip("nvdiffrast.torch", reason="nvdiffrast is not installed (pip install faceedit[cuda])")
+    pytest.importorskip("nvdiffrast.torch", reason="nvdiffrast is not installed (docs/rendering.md says how)")
     clip, faces = random_mesh(4)
     w = np.random.default_rng(7).uniform(1.0, 3.0, size=(len(clip), 1)).astype(np.float32)
     clip_t = torch.from_numpy(clip * w)[None].cuda()

@@ -11,6 +11,7 @@ import zmq
 from backend_server import handlers
 from backend_server.server import Server
 from faceedit_wire import protocol as P
+from faceedit_wire.client import Client
 
 
 class NoEditor:
@@ -96,6 +97,20 @@ class RawPeer:
 
     def close(self) -> None:
         self.sock.close(0)
+
+
+@pytest.fixture
+def client_factory():
+    """client_factory(address, **Client options) -> a faceedit_wire Client, closed after the test."""
+    clients = []
+
+    def make(address: str, **options) -> Client:
+        clients.append(Client(address, **options))
+        return clients[-1]
+
+    yield make
+    for c in clients:
+        c.close()
 
 
 @pytest.fixture

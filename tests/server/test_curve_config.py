@@ -4,6 +4,7 @@ refuses to start with a clear message (exit 2, no traceback); any-key needs --al
 import logging
 import subprocess
 import sys
+import threading
 
 import pytest
 import zmq
@@ -11,7 +12,7 @@ import zmq.auth
 
 from backend_server.server import CurveConfig, Server
 from faceedit_wire import protocol as P
-from faceedit_wire.client import Client, CurveKeys
+from faceedit_wire.client import Client, CurveKeys, ServerUnavailable
 from tests.helpers.paths import REPO_ROOT
 
 
@@ -50,6 +51,38 @@ def test_listed_clients_get_in_and_others_do_not(serve, keys):
     server = serve(Server(dict, "tcp://127.0.0.1:*", curve=config))
     assert answered(server, keys, "client")
     assert not answered(server, keys, "stranger") and not answered(server, keys, None)
+
+
+def finished(call, limit_s: float = 60):
+    """call() in a thread -> what it raised; fails the test when it has not returned within limit_s."""
+    raised = []
+
+    def run():
+        try:
+            call()
+        except Exception as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(limit_s)
+    assert not thread.is_alive(), f"the client was still blocked after {limit_s} s"
+    return raised[0] if raised else None
+
+
+def test_a_refused_or_mismatched_client_key_is_a_clear_error_not_a_hang(serve, client_factory, keys):
+    server = serve(
+        Server(dict, "tcp://127.0.0.1:*", curve=CurveConfig(keys / "server/server.key_secret", keys / "client"))
+    )
+    cases = {  # client key pair, server public key -> what the error says
+        ("stranger", "server"): "refused this client's CURVE key",
+        ("client", "stranger"): "stranger.key this server's public key?",
+    }
+    for (name, server_key), message in cases.items():
+        curve = CurveKeys(keys / name / f"{name}.key_secret", keys / server_key / f"{server_key}.key")
+        client = client_factory(server.bound_address, timeout_s=1, retries=1, curve=curve)
+        error = finished(lambda: client.call("ping"))
+        assert isinstance(error, ServerUnavailable) and message in str(error), error
 
 
 def test_any_client_needs_allow_any_client_and_is_logged_loudly(serve, keys, caplog):

@@ -14,10 +14,8 @@ PARAMS = {"shape": np.zeros((1, 100), np.float32), "expression": np.zeros((1, 50
 
 
 @pytest.fixture
-def preview_client(preview_server):
-    client = Client(preview_server.bound_address, timeout_s=120, retries=0)
-    yield client
-    client.close()
+def preview_client(preview_server, client_factory):
+    return client_factory(preview_server.bound_address, timeout_s=120, retries=0)
 
 
 def test_mapper_ids_name_stored_mappers_or_are_unknown_whatever_the_folder_holds(preview_client):

@@ -26,10 +26,8 @@ def server():
 
 
 @pytest.fixture
-def client(server):
-    c = Client(server.address, timeout_s=60, retries=1)
-    yield c
-    c.close()
+def client(server, client_factory):
+    return client_factory(server.address, timeout_s=60, retries=1)
 
 
 def test_hello_ping_edit_render_train_status(client):

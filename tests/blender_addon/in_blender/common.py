@@ -60,6 +60,17 @@ def section(res: dict, name: str):
     res.setdefault("timings_s", {})[name] = round(time.perf_counter() - t0, 2)
 
 
+def install_connected(res: dict, zip_path: str, address: str, timeout_s: float = 60.0):
+    """Section 'install': install the extension, point it at the server at address and Connect
+    (res['connect']: drain's status) -> the add-on module (None when the section failed)."""
+    with section(res, "install"):
+        fe = install(zip_path)
+        configure(fe, address, timeout_s=timeout_s, retries=1)
+        bpy.ops.faceedit.connect()
+        res["connect"] = drain(fe)
+        return fe
+
+
 def poll_refusal(op) -> dict:
     """Whether an operator's poll() refuses now, and what calling it raises."""
     refused = not op.poll()

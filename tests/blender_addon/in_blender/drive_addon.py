@@ -102,6 +102,42 @@ def world_box(obj) -> list:
     return [pts.min(0).tolist(), pts.max(0).tolist()]
 
 
+def attribute_colours(obj, name: str) -> np.ndarray | None:
+    """A colour attribute's sRGB values [V,4] (None when the mesh has none of that name)."""
+    attr = obj.data.color_attributes.get(name)
+    if attr is None:
+        return None
+    out = np.empty(len(attr.data) * 4, np.float32)
+    attr.data.foreach_get("color_srgb", out)
+    return out.reshape(-1, 4)
+
+
+def head_look(fe, obj) -> dict:
+    """The demo head's colour attribute and materials: what feeds each material's surface."""
+    attrs = obj.data.color_attributes
+    look = {
+        "attributes": [(a.name, a.domain, a.data_type) for a in attrs],
+        "active_color": attrs.active_color_name,
+        "default_color": attrs.default_color_name,
+        "materials": [],
+    }
+    for mat in obj.data.materials:
+        nodes = mat.node_tree.nodes
+        out = next(n for n in nodes if n.type == "OUTPUT_MATERIAL")
+        surface = out.inputs["Surface"].links[0].from_node
+        base = surface.inputs.get("Base Color")
+        feeds = base.links[0].from_node if base is not None and base.links else None
+        look["materials"].append(
+            {
+                "name": mat.name,
+                "surface": surface.type,
+                "base_from": [feeds.type, feeds.layer_name] if feeds is not None else None,
+                "viewport_alpha": mat.diffuse_color[3],
+            }
+        )
+    return look
+
+
 def render_png(scene, path: Path, percent: int = 10, samples: int = 4) -> str:
     """A small Cycles render through the scene camera at the scene's aspect ratio."""
     scene.render.engine = "CYCLES"
@@ -139,6 +175,27 @@ def main() -> None:
             for kmi in km.keymap_items
             if kmi.idname.startswith("faceedit.")
         ]
+        res["esc_keymap_item"] = [
+            (km.space_type, km.region_type, kmi.value, kmi.active, kmi.any, kmi.shift, kmi.ctrl, kmi.alt, kmi.oskey)
+            for km in (kc.keymaps if kc else [])
+            for kmi in km.keymap_items
+            if kmi.idname == "faceedit.cancel"
+        ]
+        res["undo_ops"] = sorted(
+            c.bl_idname
+            for c in fe.CLASSES
+            if issubclass(c, bpy.types.Operator) and "UNDO" in getattr(c, "bl_options", ())
+        )
+        res["background"] = bpy.app.background
+        res["report_no_window"] = sorted(bpy.ops.faceedit.report("INVOKE_DEFAULT", level="WARNING", message="probe"))
+        pushes: list = []
+        undo_push = fe.session.undo_push
+
+        def recording_undo_push(label):
+            pushes.append(label)
+            undo_push(label)
+
+        fe.session.undo_push = recording_undo_push
         res["ops_without_poll"] = [
             c.bl_idname for c in fe.CLASSES if issubclass(c, bpy.types.Operator) and not hasattr(c, "poll")
         ]
@@ -169,6 +226,7 @@ def main() -> None:
         res["had_cube"] = cube is not None
         bpy.ops.faceedit.connect()
         res["connect"] = drain(fe)
+        res["undo_connect"] = list(pushes)
         res["server"] = {k: v for k, v in fe.session.server.items() if k in ("tier", "head_verts", "n_exp", "n_shape")}
         res["n_expressions"] = len(fe.session.server.get("expressions", []))
         bpy.ops.faceedit.add_demo_head()
@@ -187,6 +245,9 @@ def main() -> None:
             "camera": scene.camera.name,
             "in_view": camera_view(scene, scene.camera, head),
         }
+        res["head_look"] = head_look(fe, head)
+        arrays["colours"] = attribute_colours(head, fe.demo_head.COLOUR_ATTR)
+        arrays["material_index"] = np.array([p.material_index for p in head.data.polygons], np.int32)
         arrays["basis"] = key_coords(head.data.shape_keys.reference_key) if head.data.shape_keys else None
         if arrays["basis"] is None:
             co = np.empty(len(head.data.vertices) * 3, np.float32)
@@ -205,15 +266,21 @@ def main() -> None:
         res["refusal_busy"] = poll_refusal(bpy.ops.faceedit.edit_expression)
         res["cancel_poll_busy"] = bpy.ops.faceedit.cancel.poll()
         draws["busy"] = draw_all(fe)
-        seen_bar = []
+        seen_bar, cursor = [], []
 
         def watch():
             bar = status_bar(fe)
             if fe.session.JOBS.busy and bar not in seen_bar and len(seen_bar) < 4:
                 seen_bar.append(bar)
+            on = bool(fe.session._progress_on)  # window_manager.progress_begin ran (and raised nothing)
+            if fe.session.JOBS.busy and (not cursor or cursor[-1] != on):
+                cursor.append(on)
             return False
 
+        n_pushes = len(pushes)
         res["edit1"] = drain(fe, until=watch)
+        res["undo_edit1"] = pushes[n_pushes:]
+        res["progress_cursor"] = {"busy": cursor, "after": bool(fe.session._progress_on)}
         res["status_bar_busy"] = seen_bar
         res["status_bar_after"] = status_bar(fe)
         res["timings_s"]["edit1_s"] = time.perf_counter() - t
@@ -236,6 +303,40 @@ def main() -> None:
         res["fcurve"] = {"data_path": fc.data_path, "points": [tuple(kp.co) for kp in fc.keyframe_points]}
         res["slotted"] = getattr(head.data.shape_keys.animation_data, "action_slot", None) is not None
         res["history"] = [(h.prompt, round(h.intensity, 4), h.key, h.kind) for h in head.faceedit_history]
+
+    with section(res, "identity"):
+        # the panel's identity (paper tier) travels in the edit and render requests only when chosen; a
+        # preview-tier server refuses it with a clear error, reported once, and the scene stays as it was
+        jobs, sent = fe.session.JOBS, []
+        submit = jobs.submit
+
+        def recording(op, args, *rest, **kw):
+            sent.append([op, {k: v for k, v in args.items() if k != "params"}])
+            return submit(op, args, *rest, **kw)
+
+        jobs.submit = recording
+        settings.prompt, settings.intensity, settings.views, settings.view_size = PROMPT, 1.0, 2, 32
+        ident: dict = {}
+        try:
+            for text, op in (("7", "edit_expression"), (" 7 ", "render_views"), ("my face", "edit_expression")):
+                settings.identity = text
+                before, n_sent = snapshot(), len(sent)
+                getattr(bpy.ops.faceedit, op)()
+                ident[f"{text.strip()}-{op}"] = {
+                    "status": drain(fe),
+                    "same": snapshot() == before,
+                    "sent": sent[n_sent:],
+                }
+            settings.identity = str(2**63)
+            ident["seed_too_big"] = poll_refusal(bpy.ops.faceedit.edit_expression)
+            settings.identity = "  "
+            n_sent = len(sent)
+            bpy.ops.faceedit.edit_expression()
+            ident["default"] = {"status": drain(fe), "sent": sent[n_sent:]}
+        finally:
+            del jobs.submit
+            settings.identity = ""
+        res["identity"] = ident
 
     with section(res, "mix"):
         # Replace (default): a new edit sets the earlier FE keys to 0; Add keeps them
@@ -433,9 +534,9 @@ def main() -> None:
         configure(fe, down, timeout_s=0.3, retries=1)
         settings.prompt = PROMPT
         for op in ("edit_expression", "render_views", "add_demo_head"):
-            before = snapshot()
+            before, n_pushes = snapshot(), len(pushes)
             getattr(bpy.ops.faceedit, op)()
-            errors[op] = {"status": drain(fe), "same": snapshot() == before}
+            errors[op] = {"status": drain(fe), "same": snapshot() == before, "undo": pushes[n_pushes:]}
         configure(fe, address, timeout_s=60.0, retries=1)
         # a mesh shaped like the official rig (5023 vertices) on the preview server's 9554-vertex head: refused
         rig = fake_flame_rig()
@@ -460,6 +561,28 @@ def main() -> None:
         res["refusal_edit_mode"] = poll_refusal(bpy.ops.faceedit.edit_expression)
         bpy.ops.object.mode_set(mode="OBJECT")
         res["errors"] = errors
+
+    with section(res, "undo"):
+        # a reply is one undo step: undo takes back the whole edit (key, value, history), redo restores it
+        settings.prompt, settings.intensity = "A person who is frowning", 1.0
+        bpy.ops.ed.undo_push(message="before the edit")
+        before, n_pushes = snapshot(), len(pushes)
+        n_history = len(settings.target.faceedit_history)
+        bpy.ops.faceedit.edit_expression()
+        status = drain(fe)
+        after = snapshot()
+        bpy.ops.ed.undo()
+        undone = snapshot()
+        history_undone = len(bpy.context.scene.faceedit.target.faceedit_history) - n_history
+        bpy.ops.ed.redo()
+        res["undo"] = {
+            "status": status,
+            "pushes": pushes[n_pushes:],
+            "changed": after != before,
+            "undone": undone == before,
+            "history_undone": history_undone,
+            "redone": snapshot() == after,
+        }
 
     res["draws"] = draws
     res["has_torch_end"] = "torch" in sys.modules

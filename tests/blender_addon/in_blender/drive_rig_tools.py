@@ -22,7 +22,7 @@ import bpy
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import configure, drain, evaluated_coords, install, key_coords, poll_refusal, section, snapshot  # noqa: E402
+from common import configure, drain, evaluated_coords, install_connected, key_coords, poll_refusal, section, snapshot  # noqa: E402
 
 PROMPT = "A person who is raising brow"
 SECOND = "A person who is smiling"
@@ -113,13 +113,7 @@ def main() -> None:
     res: dict = {"timings_s": {}}
     arrays: dict = {}
     data = dict(np.load(rig_npz))
-    fe = None
-
-    with section(res, "install"):
-        fe = install(zip_path)
-        configure(fe, address, timeout_s=60.0, retries=1)
-        bpy.ops.faceedit.connect()
-        res["connect"] = drain(fe)
+    fe = install_connected(res, zip_path, address)
     scene, settings = bpy.context.scene, bpy.context.scene.faceedit
 
     with section(res, "rig"):
@@ -144,14 +138,17 @@ def main() -> None:
         ids = fe.rig.basis_ids(rig, fe.session.server)
         t, _scale, res["rig_frame"] = fe.rig.match_basis(rig, {k: fe.session.server["basis"][k] for k in ids})
         res["rig_bones"] = {b: fe.rig.read_bone(rig, b, t).tolist() for b in ("jaw", "left_eye", "right_eye")}
+        arrays["rig_pose_values"] = np.array([kb.value for kb in fe.rig.flame_keys(rig)["Pose"]], np.float32)
         for b in ("jaw", "left_eye", "right_eye"):  # the expression alone (the shape-key mix), unposed
             fe.rig.write_bone(rig, b, t, np.zeros(3))
+        for kb in fe.rig.flame_keys(rig)["Pose"]:  # (and no pose correctives)
+            kb.value = 0.0
         arrays["rig_unposed"] = evaluated_coords(rig)
         # a reply whose jaw_pose opens the jaw sets the bone so that Blender's skinning rotates the jaw
         # vertices as FLAME's axis-angle says (the test checks it against numpy LBS)
         sent = fe.rig.read_params(rig, fe.session.server, "ADD", t)
         reply = {"params": {"expression": sent["expression"].copy(), "jaw_pose": np.array([JAW], np.float32)}}
-        s = {"intensity": 1.0, "mix": "ADD", "keyframe": False, "frame": 3, "prompt": "jaw test"}
+        s = {"intensity": 1.0, "mix": "ADD", "keyframe": False, "frame": 3, "prompt": "jaw test", "identity": ""}
         res["rig_jaw_message"] = fe.operators.apply_rig_edit(scene, rig, {"params": sent, "prompt": "jaw"}, reply, s, t)
         res["rig_jaw_read_back"] = fe.rig.read_bone(rig, "jaw", t).tolist()
         arrays["rig_jaw_evaluated"] = evaluated_coords(rig)
