@@ -249,6 +249,9 @@ def apply_rig_edit(scene, obj, args: dict, result: dict, settings: dict, flame_t
                 kb.keyframe_insert("value", frame=frame)
         for pb in posed:
             pb.keyframe_insert(rig.bone_path(pb), frame=frame)
+        if correctives:  # keyed with the bones they follow, so scrubbing never shows stale correctives
+            for kb in keys["Pose"]:
+                kb.keyframe_insert("value", frame=frame)
         notes.append(f"keyed at frame {frame}")
     add_history(obj, args["prompt"], settings, "", "flame", result)
     jaw_deg = math.degrees(float(np.linalg.norm(values["jaw_pose"])))

@@ -91,3 +91,4 @@ def test_official_rig_edit_gives_the_servers_vertices_and_keys_the_exp_values_an
     keyed = {f"Exp{k:03d}" if tag == "female" else f"Exp{k + 1}" for k in np.flatnonzero(arrays[f"{tag}_exp"])}
     assert keyed and set(res[f"{tag}_keyed"]) == keyed
     assert res[f"{tag}_bones_keyed"]["jaw"] == [5.0]
+    assert res[f"{tag}_pose_keyed"] == [[5.0]] * 36  # the correctives keyed with the bones they follow

@@ -64,6 +64,12 @@ def main() -> None:
             res[f"{tag}_keyed"] = sorted(
                 kb.name for kb in keys["Exp"] if fe.apply.fcurve(shape_keys, kb.path_from_id("value")) is not None
             )
+            res[f"{tag}_pose_keyed"] = [
+                [kp.co[0] for kp in fc.keyframe_points]
+                if (fc := fe.apply.fcurve(shape_keys, kb.path_from_id("value")))
+                else []
+                for kb in keys["Pose"]
+            ]
             res[f"{tag}_bones_keyed"] = {
                 b: [kp.co[0] for kp in fc.keyframe_points]
                 for b in BONES
