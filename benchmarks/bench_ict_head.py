@@ -88,21 +88,22 @@ class Head:
             return self.renderer.render(self.verts, views, 512)
 
 
-def main(threads: int = 2, rounds: int = 7) -> dict:
+def main(threads: int = 2, rounds: int = 7, cases: tuple[str, ...] = CASES) -> dict:
+    """cases: the cases to time, interleaved round by round (one case alone: back to back)."""
     torch.set_num_threads(threads)
     heads = [Head("ict"), Head("procedural")]
     for h in heads:  # warm up every path once (TorchScript compile, pools, caches)
-        for case in CASES:
+        for case in cases:
             h.run(case)
-    samples = {(h.name, c): [] for h in heads for c in CASES}
+    samples = {(h.name, c): [] for h in heads for c in cases}
     for _ in range(rounds):
-        for case in CASES:
+        for case in cases:
             for h in heads:
                 samples[(h.name, case)].append(timed(lambda: h.run(case)))
     results = {}
     print(f"{threads} torch threads, {rounds} rounds; median wall ms (CPU ms) [min wall - max wall]")
     print(f"{'case':16s} " + "  ".join(f"{h.name:>34s}" for h in heads))
-    for case in CASES:
+    for case in cases:
         cells = []
         for h in heads:
             wall = [s[0] for s in samples[(h.name, case)]]
@@ -117,8 +118,8 @@ def main(threads: int = 2, rounds: int = 7) -> dict:
             cells.append(f"{r['wall_ms']:9.1f} ({r['cpu_ms']:7.1f}) [{r['min_ms']:.0f}-{r['max_ms']:.0f}]")
         print(f"{case:16s} " + "  ".join(f"{c:>34s}" for c in cells))
     for h in heads:
-        per = results[f"{h.name} forward b64"]
-        print(f"{h.name}: forward b64 per head {per['wall_ms'] / 64:.2f} ms wall ({per['cpu_ms'] / 64:.2f} CPU)")
+        if (per := results.get(f"{h.name} forward b64")) is not None:
+            print(f"{h.name}: forward b64 per head {per['wall_ms'] / 64:.2f} ms wall ({per['cpu_ms'] / 64:.2f} CPU)")
     return results
 
 
@@ -126,5 +127,9 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of: {', '.join(CASES)}")
     args = ap.parse_args()
-    main(args.threads, args.rounds)
+    cases = tuple(c.strip() for c in args.cases.split(","))
+    if unknown := set(cases) - set(CASES):
+        ap.error(f"--cases: unknown {', '.join(sorted(unknown))} (known: {', '.join(CASES)})")
+    main(args.threads, args.rounds, cases)
