@@ -309,10 +309,7 @@ class _Run:
 
     # ----------------------------------------------------------------- checkpoint state
     def tensors(self) -> dict[str, torch.Tensor]:
-        t = {f"mapper.{k}": v for k, v in self.mapper.state_dict().items()}
-        for pid, state in self.opt.state_dict()["state"].items():
-            for key, value in state.items():
-                t[f"opt.{pid}.{key}"] = torch.as_tensor(value)
+        t = checkpoints.training_tensors(self.mapper, self.opt)
         t["rng.sampler"] = self.sampler.get_state()
         t["rng.torch"] = torch.get_rng_state()
         if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -320,14 +317,7 @@ class _Run:
         return t
 
     def restore(self, tensors: dict[str, torch.Tensor], manifest: dict) -> None:
-        device = next(self.mapper.parameters()).device
-        self.mapper.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("mapper.")})
-        state: dict[int, dict] = {}
-        for k, v in tensors.items():
-            if k.startswith("opt."):
-                _, pid, key = k.split(".", 2)
-                state.setdefault(int(pid), {})[key] = v if key == "step" else v.to(device)
-        self.opt.load_state_dict({"state": state, "param_groups": manifest["optimizer_param_groups"]})
+        checkpoints.restore_training(tensors, self.mapper, self.opt, manifest["optimizer_param_groups"])
         self.sampler.set_state(tensors["rng.sampler"])
         torch.set_rng_state(tensors["rng.torch"])
         if "rng.cuda" in tensors and torch.cuda.is_available():

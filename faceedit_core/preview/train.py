@@ -226,10 +226,8 @@ class _Run:
         self.step, self.history, self.seconds = 0, [], 0.0
 
     def save(self, stem: Path, key: dict) -> Path:
-        """Write the state as checkpoint `stem` (Adam's moments as tensors, its groups as JSON)."""
-        tensors = {f"mapper.{k}": v for k, v in self.mapper.state_dict().items()}
-        for pid, state in self.opt.state_dict()["state"].items():
-            tensors |= {f"adam.{pid}.{name}": torch.as_tensor(value) for name, value in state.items()}
+        """Write the state as checkpoint `stem` (storage.checkpoints.training_tensors; Adam's groups as JSON)."""
+        tensors = checkpoints.training_tensors(self.mapper, self.opt)
         tensors |= {"rng.gen": self.gen.get_state(), "rng.torch": torch.get_rng_state()}
         manifest = {
             "format": CHECKPOINT_FORMAT,
@@ -252,13 +250,7 @@ class _Run:
             return False
         if manifest.get("format") != CHECKPOINT_FORMAT or manifest.get("key") != key:
             return False
-        self.mapper.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("mapper.")})
-        state: dict[int, dict] = {}
-        for name, value in tensors.items():
-            if name.startswith("adam."):
-                _, pid, entry = name.split(".", 2)
-                state.setdefault(int(pid), {})[entry] = value
-        self.opt.load_state_dict({"state": state, "param_groups": manifest["adam_groups"]})
+        checkpoints.restore_training(tensors, self.mapper, self.opt, manifest["adam_groups"])
         self.sched.load_state_dict(manifest["schedule"])
         self.gen.set_state(tensors["rng.gen"])
         torch.set_rng_state(tensors["rng.torch"])

@@ -7,6 +7,8 @@ Writers of one stem (threads or processes: the server and `faceedit train` train
 prompt) are serialised by a file lock `<stem>.lock`. `load` checks the hash and names the file
 that does not match; a reader racing a writer re-reads the manifest when the weights it named
 were switched away meanwhile. Temporaries a killed writer left behind are removed by the next save.
+`training_tensors` / `restore_training`: a training run's weights and optimiser state in that form
+(both tiers' resumable training).
 """
 
 from __future__ import annotations
@@ -149,3 +151,26 @@ def load(stem: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict]:
     raise InputError(
         f"checkpoint weights {weights.name} are missing or corrupt (sha256 does not match {manifest_path(stem).name})"
     )
+
+
+def training_tensors(model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """A training run's weights and optimiser moments as checkpoint tensors (`mapper.<name>`,
+    `opt.<param id>.<state>`); the optimiser's param groups go in the manifest (JSON)."""
+    tensors = {f"mapper.{k}": v for k, v in model.state_dict().items()}
+    for pid, state in opt.state_dict()["state"].items():
+        tensors |= {f"opt.{pid}.{name}": torch.as_tensor(value) for name, value in state.items()}
+    return tensors
+
+
+def restore_training(
+    tensors: dict[str, torch.Tensor], model: torch.nn.Module, opt: torch.optim.Optimizer, param_groups: list
+) -> None:
+    """Load `training_tensors` back into model and opt (moments on the model's device, steps on CPU)."""
+    device = next(model.parameters()).device
+    model.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("mapper.")})
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        if name.startswith("opt."):
+            _, pid, entry = name.split(".", 2)
+            state.setdefault(int(pid), {})[entry] = value if entry == "step" else value.to(device)
+    opt.load_state_dict({"state": state, "param_groups": param_groups})
