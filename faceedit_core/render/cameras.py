@@ -59,18 +59,24 @@ class Cameras:
 
     def project(self, points: torch.Tensor, near: float = 0.1, far: float = 10.0) -> torch.Tensor:
         """World points [P,3] or [N,P,3] -> clip coordinates [N,P,4] for `rasterize` (y up)."""
-        if points.dim() == 2:
-            points = points[None].expand(len(self), -1, -1)
         R, t = self.cam2world[:, :3, :3], self.cam2world[:, :3, 3]
-        cam = torch.einsum("nji,npj->npi", R, points - t[:, None])  # world -> camera (R^T)
-        fx, fy = self.intrinsics[:, 0, 0, None], self.intrinsics[:, 1, 1, None]
-        cx, cy = self.intrinsics[:, 0, 2, None], self.intrinsics[:, 1, 2, None]
-        x, y, z = cam.unbind(-1)
-        # normalised image coords u = fx x/z + cx (right), v = fy y/z + cy (down); NDC = 2u-1, 1-2v
-        clip_x = 2 * fx * x + (2 * cx - 1) * z
-        clip_y = -(2 * fy * y + (2 * cy - 1) * z)
-        clip_z = (z - near) / (far - near) * z
-        return torch.stack([clip_x, clip_y, clip_z, z], -1)
+        fx, fy = self.intrinsics[:, 0, 0], self.intrinsics[:, 1, 1]
+        cx, cy = self.intrinsics[:, 0, 2], self.intrinsics[:, 1, 2]
+        # camera coordinates (x right, y down, z forward) are (p - t) R; normalised image coords are
+        # u = fx x/z + cx (right), v = fy y/z + cy (down), NDC = 2u-1, 1-2v: so clip x, y and w are
+        # linear in them (K), and world -> clip is one matrix per camera, R K, plus an offset
+        K = torch.zeros(len(self), 3, 4, dtype=R.dtype, device=R.device)
+        K[:, 0, 0], K[:, 2, 0] = 2 * fx, 2 * cx - 1
+        K[:, 1, 1], K[:, 2, 1] = -2 * fy, 1 - 2 * cy
+        K[:, 2, 3] = 1
+        M = R @ K  # [N,3,4]
+        if points.dim() == 2:  # one GEMM for all cameras
+            lin = (points @ M.transpose(0, 1).reshape(3, -1)).view(len(points), len(self), 4).transpose(0, 1)
+        else:
+            lin = points @ M
+        clip = lin - t[:, None] @ M  # [N,P,4], its z column unused
+        w = clip[..., 3:]
+        return torch.cat([clip[..., :2], (w - near) / (far - near) * w, w], -1)
 
 
 def intrinsics(n: int, focal: float = FOCAL) -> torch.Tensor:

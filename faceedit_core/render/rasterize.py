@@ -71,17 +71,18 @@ class Fragments:
 @dataclass
 class Covered:
     """One image's covered pixels, without frames: hit [P] long (flat pixel index y*W + x, rows
-    top-down), face [P] long, bary [P,3] (perspective-correct), depth [P] (z/w); size (H, W).
+    top-down), face [P] long, bary [P,3] (perspective-correct), depth [P] (z/w), both None from
+    `rasterize(barycentrics=False)`; size (H, W).
     Work and memory in proportion to the covered pixels, not to the frame."""
 
     hit: torch.Tensor
     face: torch.Tensor
-    bary: torch.Tensor
-    depth: torch.Tensor
+    bary: torch.Tensor | None
+    depth: torch.Tensor | None
     size: tuple[int, int]
 
 
-def _corners(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: int) -> torch.Tensor:
+def face_corners(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: int) -> torch.Tensor:
     """clip_verts [B,V,4], faces [F,3] -> tri [4,B,3,F]: pixel x, pixel y, depth z/w and clip w of
     the corners of each triangle in each of the B images."""
     B, V = clip_verts.shape[:2]
@@ -246,6 +247,35 @@ def _face_planes(tri: torch.Tensor) -> torch.Tensor:
     return torch.cat([X[0:1], Y[0:1], a / w, b / w, c / w, za[None], zb[None], Z[0:1]])
 
 
+def screen_planes(tri: torch.Tensor, corner_values: torch.Tensor) -> torch.Tensor:
+    """tri [4,3,N] (`face_corners`), corner_values [C,3,N] (channel, corner, triangle) -> planes
+    [3C,N]: rows a (C), b (C), c (C) of value = a x + b y + c over pixel coordinates (x, y), the
+    values interpolated linearly in screen space (`interpolate_screen`).
+
+    Screen-space, not perspective-correct: over a triangle a few pixels wide the two differ by
+    far less than a colour level (3e-4 at most on the ICT head's turntable at 1024^2), and a pixel
+    then gathers 3C numbers where barycentrics and a blend of corners take 14 + 3C."""
+    X, Y = tri[0], tri[1]
+    Xr, Yr = X - X[0], Y - Y[0]  # offsets from corner 0 keep the plane's slopes exact
+    Xj, Yj, Xk, Yk = Xr.roll(-1, 0), Yr.roll(-1, 0), Xr.roll(-2, 0), Yr.roll(-2, 0)  # edge i runs j -> k
+    area = Xj[0] * Yk[0] - Xk[0] * Yj[0]  # twice the signed area
+    area = torch.where(area.abs() > 1e-12, area, torch.ones_like(area))
+    a = (corner_values * (Yj - Yk)).sum(1) / area  # [C,N]
+    b = (corner_values * (Xk - Xj)).sum(1) / area
+    return torch.cat([a, b, corner_values[:, 0] - a * X[0] - b * Y[0]])
+
+
+def interpolate_screen(planes: torch.Tensor, covered: "Covered") -> torch.Tensor:
+    """planes [3C,F] (`screen_planes` of one image's faces), covered pixels of that image -> the
+    values [C,P] (channel rows) at the pixel centres."""
+    C = planes.shape[0] // 3
+    W = covered.size[1]
+    p = planes.index_select(1, covered.face)  # [3C,P]
+    row = torch.div(covered.hit, W, rounding_mode="floor")
+    x = (covered.hit - row * W).to(p.dtype).add_(0.5)
+    return torch.addcmul(torch.addcmul(p[2 * C :], p[:C], x), p[C : 2 * C], row.to(p.dtype).add_(0.5))
+
+
 def _barycentrics(
     tri: torch.Tensor, face_id: torch.Tensor, F: int, H: int, W: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -283,10 +313,26 @@ def _covered_pixels(
     """clip_verts [B,V,4] -> face ids into face_id [B*H*W] (`_coverage`, all images one candidate
     set), then the covered pixels' `_barycentrics`."""
     F = faces.shape[0]
-    tri = _corners(clip_verts, faces, H, W).transpose(1, 2).reshape(4, 3, -1)  # triangle g of image g // F
+    tri = face_corners(clip_verts, faces, H, W).transpose(1, 2).reshape(4, 3, -1)  # triangle g of image g // F
     with torch.no_grad():
         _coverage(tri.detach(), F, H, W, cull_backfaces, face_id, chunk)
     return _barycentrics(tri, face_id, F, H, W)
+
+
+def _covered_faces(
+    clip_verts: torch.Tensor,
+    faces: torch.Tensor,
+    H: int,
+    W: int,
+    cull_backfaces: bool,
+    face_id: torch.Tensor,
+    chunk: int,
+) -> torch.Tensor:
+    """One image's clip_verts [1,V,4] -> face ids into face_id [H*W] (`_coverage`) and the covered
+    pixels hit [P]: coverage without barycentrics."""
+    tri = face_corners(clip_verts, faces, H, W)[:, 0]
+    _coverage(tri, faces.shape[0], H, W, cull_backfaces, face_id, chunk)
+    return (face_id >= 0).nonzero().squeeze(1)
 
 
 def _write_frames(
@@ -300,7 +346,18 @@ def _write_frames(
 
 @functools.cache
 def _compiled_covered_pixels():
-    """`_covered_pixels` compiled by TorchScript, or as Python where this torch cannot compile it.
+    """`_covered_pixels` compiled (`_compiled`)."""
+    return _compiled(_covered_pixels)
+
+
+@functools.cache
+def _compiled_covered_faces():
+    """`_covered_faces` compiled (`_compiled`)."""
+    return _compiled(_covered_faces)
+
+
+def _compiled(fn: Callable) -> Callable:
+    """fn compiled by TorchScript, or fn itself where this torch cannot compile it.
 
     A compiled call runs its ~150 ops in C++ without the GIL: the batch pool's threads then
     rasterise side by side at full speed, where as Python they queued for the GIL between
@@ -312,10 +369,10 @@ def _compiled_covered_pixels():
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            return torch.jit.script(_covered_pixels)
+            return torch.jit.script(fn)
     except Exception as exc:  # noqa: BLE001 - any compile failure leaves the Python function, which is correct
         log.warning("rasteriser runs uncompiled (TorchScript: %s); batches of views will be slower", exc)
-        return _covered_pixels
+        return fn
 
 
 def rasterize(
@@ -326,14 +383,20 @@ def rasterize(
     backend: str = "auto",
     frames: bool = True,
     each: Callable[[int, "Covered"], Any] | None = None,
+    barycentrics: bool = True,
 ) -> Fragments | list:
     """clip_verts [B,V,4], faces [F,3] long, size (H, W) -> Fragments; with frames=False a list of
     B `Covered` (covered pixels only: no frames are written, and on CPU each worker reuses one
     z-buffer of H*W keys from call to call, so no fresh memory per call), or with `each` the list of
     each(b, covered) for b in 0..B-1, called as soon as image b is rasterised (on CPU on the pool
-    worker that rasterised it, so per-image work such as shading runs in parallel too)."""
+    worker that rasterised it, so per-image work such as shading runs in parallel too).
+
+    barycentrics=False (with frames=False): coverage only, `Covered.bary` and `depth` are None
+    (for callers that interpolate with `screen_planes`)."""
     if each is not None and frames:
         raise InputError("each= works on covered pixels: pass frames=False too")
+    if not barycentrics and frames:
+        raise InputError("barycentrics=False gives covered pixels only: pass frames=False too")
     if clip_verts.dim() != 3 or clip_verts.shape[-1] != 4:
         raise InputError(f"clip_verts must have shape [B,V,4], got {list(clip_verts.shape)}")
     H, W = int(size[0]), int(size[1])
@@ -351,12 +414,14 @@ def rasterize(
     elif backend != "torch":
         raise InputError(f"unknown rasteriser backend '{backend}' (auto, torch, nvdiffrast)")
     elif not frames and not clip_verts.is_cuda:
-        return _covered_torch(clip_verts, faces, H, W, cull_backfaces, each)
+        return _covered_torch(clip_verts, faces, H, W, cull_backfaces, each, barycentrics)
     else:
         frags = _rasterize_torch(clip_verts, faces, H, W, cull_backfaces)
     if frames:
         return frags
     images = frags.covered_images()
+    if not barycentrics:
+        images = [Covered(c.hit, c.face, None, None, c.size) for c in images]
     return images if each is None else [each(b, c) for b, c in enumerate(images)]
 
 
@@ -400,17 +465,25 @@ def _rasterize_torch(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: i
     return Fragments(face_id.view(B, H, W), bary.view(B, H, W, 3), depth.view(B, H, W))
 
 
-def _covered_torch(clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: int, cull: bool, each=None) -> list:
+def _covered_torch(
+    clip_verts: torch.Tensor, faces: torch.Tensor, H: int, W: int, cull: bool, each: Callable | None, barycentrics: bool
+) -> list:
     """CPU, frames=False: each image on the pool (one image alone on this thread), its z-buffer the
     worker's own reused scratch; its covered pixels as `Covered`, or each(b, covered) of them."""
-    covered_pixels = _compiled_covered_pixels()
+    covered_pixels, covered_faces = _compiled_covered_pixels(), _compiled_covered_faces()
     n, grad = H * W, torch.is_grad_enabled()
 
     def rasterise_image(b: int):
         keys = _scratch_keys(n)
+        image = clip_verts[b : b + 1]
         with torch.set_grad_enabled(grad):
-            hit, bary, depth = covered_pixels(clip_verts[b : b + 1], faces, H, W, cull, keys, CHUNK)
-            covered = Covered(hit, keys.index_select(0, hit), bary.t(), depth, (H, W))
+            if barycentrics:
+                hit, bary, depth = covered_pixels(image, faces, H, W, cull, keys, CHUNK)
+                covered = Covered(hit, keys.index_select(0, hit), bary.t(), depth, (H, W))
+            else:
+                with torch.no_grad():
+                    hit = covered_faces(image.detach(), faces, H, W, cull, keys, CHUNK)
+                covered = Covered(hit, keys.index_select(0, hit), None, None, (H, W))
             return covered if each is None else each(b, covered)
 
     if clip_verts.shape[0] == 1:

@@ -89,8 +89,8 @@ def test_supersampled_edges_keep_the_colour_of_their_covered_samples():
     # a 4x4 sample image at 2x supersampling: one of pixel (0,0)'s four samples covered (an edge pixel),
     # all four of pixel (1,1)'s
     hit = torch.tensor([0, 10, 11, 14, 15])
-    rgb = torch.tensor([[0.8, 0.4, 0.2]] + [[0.1, 0.5, 0.9]] * 4)
-    covered = Covered(hit, torch.zeros(5, dtype=torch.long), torch.zeros(5, 3), torch.zeros(5), (4, 4))
+    rgb = torch.tensor([[0.8, 0.4, 0.2]] + [[0.1, 0.5, 0.9]] * 4).t()  # [3,P] channel rows
+    covered = Covered(hit, torch.zeros(5, dtype=torch.long), None, None, (4, 4))
     out = _resolve(covered, rgb, 2)
     torch.testing.assert_close(out[0, 0], torch.tensor([0.8, 0.4, 0.2, 0.25]))  # straight alpha, no dark fringe
     torch.testing.assert_close(out[1, 1], torch.tensor([0.1, 0.5, 0.9, 1.0]))
@@ -99,7 +99,7 @@ def test_supersampled_edges_keep_the_colour_of_their_covered_samples():
     g = torch.Generator().manual_seed(0)
     hit = torch.randperm(36, generator=g)[:20].sort().values
     rgb = torch.rand(20, 3, generator=g)
-    out = _resolve(Covered(hit, hit, torch.zeros(20, 3), torch.zeros(20), (6, 6)), rgb, 2)
+    out = _resolve(Covered(hit, hit, None, None, (6, 6)), rgb.t(), 2)
     dense = torch.zeros(36, 4).index_copy_(0, hit, torch.cat([rgb, torch.ones(20, 1)], 1)).view(1, 6, 6, 4)
     pooled = torch.nn.functional.avg_pool2d(dense.permute(0, 3, 1, 2), 2).permute(0, 2, 3, 1)[0]
     torch.testing.assert_close(out[..., 3], pooled[..., 3])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from faceedit_core.errors import InputError
-from faceedit_core.render.rasterize import interpolate, rasterize
+from faceedit_core.render.rasterize import face_corners, interpolate, interpolate_screen, rasterize, screen_planes
 
 
 def brute_force(clip, faces, H, W, cull=False):
@@ -295,6 +295,7 @@ def test_the_rasteriser_runs_compiled_and_equals_its_python_source():
 
     compiled = raster._compiled_covered_pixels()
     assert isinstance(compiled, torch.jit.ScriptFunction)
+    assert isinstance(raster._compiled_covered_faces(), torch.jit.ScriptFunction)
     clip, faces = random_mesh(11, n_faces=40)
     views = torch.from_numpy(np.stack([clip, clip * 1.7 + 0.1]))
     faces = torch.from_numpy(faces)
@@ -324,15 +325,20 @@ def test_without_torchscript_the_rasteriser_runs_as_python(monkeypatch, caplog):
 
     monkeypatch.setattr(torch.jit, "script", no_script)
     raster._compiled_covered_pixels.cache_clear()
+    raster._compiled_covered_faces.cache_clear()
     try:
         assert raster._compiled_covered_pixels() is raster._covered_pixels
+        assert raster._compiled_covered_faces() is raster._covered_faces
         assert "runs uncompiled" in caplog.text
         clip, faces = random_mesh(13, n_faces=20)
         views = torch.from_numpy(np.stack([clip, clip * 1.1]))
         frags = rasterize(views, torch.from_numpy(faces), (14, 18))
         assert torch.equal(frags.face_id[0], rasterize(views[:1], torch.from_numpy(faces), (14, 18)).face_id[0])
+        covered = rasterize(views, torch.from_numpy(faces), (14, 18), frames=False, barycentrics=False)
+        assert torch.equal(covered[1].face, frags.covered_images()[1].face)
     finally:
         raster._compiled_covered_pixels.cache_clear()
+        raster._compiled_covered_faces.cache_clear()
 
 
 class _NvdiffrastLike:
@@ -395,3 +401,38 @@ def test_covered_pixels_without_frames_equal_the_frames_and_each_runs_per_image(
     assert counts == [(b, int(frames.mask[b].sum())) for b in range(4)]
     with pytest.raises(InputError, match="frames=False"):
         rasterize(views, faces, (18, 26), each=lambda b, c: None)
+    # coverage only: the same pixels and faces, no barycentrics
+    for got, want in zip(
+        rasterize(views, faces, (18, 26), True, frames=False, barycentrics=False), frames.covered_images()
+    ):
+        assert torch.equal(got.hit, want.hit) and torch.equal(got.face, want.face) and got.bary is None
+    with pytest.raises(InputError, match="barycentrics=False"):
+        rasterize(views, faces, (18, 26), barycentrics=False)
+
+
+def test_screen_planes_reproduce_screen_linear_values_and_match_barycentrics_without_perspective():
+    """A value linear in pixel coordinates comes back exactly at every covered pixel centre; with
+    all corners at one depth (w equal) screen-linear is perspective-correct, so it equals the
+    barycentric interpolation; with perspective the two stay close on small triangles."""
+    clip, faces = random_mesh(21, n_faces=60)
+    clip, faces = torch.from_numpy(clip), torch.from_numpy(faces)
+    H, W = 40, 56
+    (covered,) = rasterize(clip[None], faces, (H, W), cull_backfaces=True, frames=False, barycentrics=False)
+    tri = face_corners(clip[None], faces, H, W)[:, 0]  # [4,3,F]
+    linear = torch.stack([0.3 * tri[0] - 0.2 * tri[1] + 1.0, 0.05 * tri[1]])  # [2,3,F] per corner
+    got = interpolate_screen(screen_planes(tri, linear), covered)  # [2,P]
+    y, x = covered.hit // W + 0.5, covered.hit % W + 0.5
+    assert len(covered.hit) > 300
+    torch.testing.assert_close(got, torch.stack([0.3 * x - 0.2 * y + 1.0, 0.05 * y]), atol=1e-4, rtol=0)
+
+    values = torch.rand(len(clip), 3, generator=torch.Generator().manual_seed(0))
+    for w_scale, tolerance in ((0.0, 2e-5), (0.3, 0.05)):
+        views = clip.clone()
+        views[:, :3] *= 1 + w_scale * clip[:, 2:3]  # w = 1 + w_scale * z: perspective when w_scale > 0
+        views[:, 3] = 1 + w_scale * clip[:, 2]
+        frags = rasterize(views[None], faces, (H, W), cull_backfaces=True)
+        (covered,) = frags.covered_images()
+        tri = face_corners(views[None], faces, H, W)[:, 0]
+        screen = interpolate_screen(screen_planes(tri, values[faces].permute(2, 1, 0)), covered)
+        correct = interpolate(values, frags, faces).view(-1, 3)[covered.hit].t()
+        assert (screen - correct).abs().max() <= tolerance
