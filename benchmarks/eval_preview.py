@@ -220,7 +220,7 @@ def evaluate_head(name: str, quick: bool, n_ids: int, threads: int, image_dir: s
 
         def score(m, p=params):
             with torch.no_grad():
-                edited = apply_residual(p, *mapper_residual(m, p, vec))
+                edited = apply_residual(p, *mapper_residual(m, p, vec, objective.identity(p)))
                 au = objective.intensities(edited)
             return au, edited
 
@@ -270,13 +270,15 @@ def render_side_prompts(name: str, editor, mapper, parser, folder: Path) -> str:
     head = editor.head
     prompts = ("neutral",) + (SIDE_PROMPTS if head.sides else ()) + ("A person who is smiling", "open the mouth")
     p0 = FlameParams.zeros(1, head.layer.n_shape, head.layer.n_exp)
+    identity = editor.objective.identity(p0)
     cams = orbit([0.0, 35.0], [0.0, 5.0])
     cols = []
     for prompt in prompts:
         p = p0
         if prompt != "neutral":
             with torch.no_grad():
-                p = apply_residual(p0, *mapper_residual(mapper, p0, target_vector(parser.parse(prompt).intensities)))
+                target = target_vector(parser.parse(prompt).intensities)
+                p = apply_residual(p0, *mapper_residual(mapper, p0, target, identity))
         cols.append(editor.render(p, cams, 192)[0])  # [2 views, H, W, 4]
     sheet = contact_sheet(np.stack(cols, 1))  # rows: front, three-quarter; columns: prompts
     path = folder / f"preview_{name}.png"

@@ -147,13 +147,15 @@ class ConditionedMapperConfig(Record):
 
     n_exp: expression coefficients it edits (a prefix of the head's); n_target: AU channels of the
     target vector (au.critic.CHANNELS); n_pose_in: pose values it reads (jaw 3 + eyes 6);
-    jaw_max / gaze_max: the largest jaw rotation (x open, y sideways) and eye rotation (x pitch,
-    y yaw) one application adds, in radians."""
+    n_identity: identity values it reads (au.objective.AUObjective.identity; 0: none, mappers of
+    MAPPER_VERSION 2 and earlier); jaw_max / gaze_max: the largest jaw rotation (x open, y sideways)
+    and eye rotation (x pitch, y yaw) one application adds, in radians."""
 
     RECORD = "conditioned mapper config"
     n_exp: int = bounded(50, 1, 400)
     n_target: int = bounded(35, 1, 256)
-    n_pose_in: int = 9
+    n_pose_in: int = bounded(9, 9, 9)
+    n_identity: int = bounded(0, 0, 1024)
     hidden: int = bounded(256, 1, 4096)
     layers: int = bounded(4, 1, 16)
     jaw_max: float = bounded(0.5, 0.0, math.pi)
@@ -161,31 +163,38 @@ class ConditionedMapperConfig(Record):
 
 
 class ConditionedMapper(nn.Module):
-    """forward(psi [B,n_exp], pose [B,9] (jaw 3, eyes 6), target [B,n_target]) ->
+    """forward(psi [B,n_exp], pose [B,9] (jaw 3, eyes 6), identity [B,n_identity], target [B,n_target]) ->
     (dpsi [B,n_exp], djaw [B,2] (x, y rotation), dgaze [B,2] (x, y rotation of both eyes)).
 
-    The residual is g(psi, pose, target) - g(psi, pose, 0): an empty target edits nothing, exactly,
-    whatever the weights; the last layer starts at zero, so an untrained mapper is the identity."""
+    The residual is g(psi, pose, identity, target) - g(psi, pose, identity, 0): an empty target edits
+    nothing, exactly, whatever the weights; the last layer starts at zero, so an untrained mapper is the identity."""
 
     def __init__(self, config: ConditionedMapperConfig = ConditionedMapperConfig()):
         super().__init__()
         self.config = c = config
-        self.net = mlp(c.n_exp + c.n_pose_in + c.n_target, c.hidden, c.n_exp + 4, c.layers)
+        self.net = mlp(c.n_exp + c.n_pose_in + c.n_identity + c.n_target, c.hidden, c.n_exp + 4, c.layers)
+        # the identity's columns start at zero: an untrained mapper is identity-blind, as mappers were
+        # before they read it, and training adds where the identity matters (how far to close an eye)
+        first = c.n_exp + c.n_pose_in
+        nn.init.zeros_(self.net[0].weight[:, first : first + c.n_identity])
         # a linear path from the target: each AU channel's own direction, learnt first; the MLP
         # adds how it depends on the face and how actions combine
         self.direct = nn.Linear(c.n_target, c.n_exp + 4, bias=False)
         nn.init.zeros_(self.direct.weight)
 
-    def _g(self, psi: torch.Tensor, pose: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([psi, 5.0 * pose, target], dim=1)) + self.direct(target)
+    def _g(self, face: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([face, target], dim=1)) + self.direct(target)
 
     def forward(
-        self, psi: torch.Tensor, pose: torch.Tensor, target: torch.Tensor
+        self, psi: torch.Tensor, pose: torch.Tensor, identity: torch.Tensor, target: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         c = self.config
+        if identity.shape[1] != c.n_identity:
+            raise InputError(f"the mapper reads {c.n_identity} identity values ('n_identity'), got {identity.shape[1]}")
+        face = torch.cat([psi, 5.0 * pose, identity], dim=1)
         # two passes of the same shape (not one stacked batch): a row's result then depends only on its
         # inputs, so an empty target's row cancels bit for bit (a stacked GEMM may round rows differently)
-        raw_on, raw_off = self._g(psi, pose, target), self._g(psi, pose, torch.zeros_like(target))
+        raw_on, raw_off = self._g(face, target), self._g(face, torch.zeros_like(target))
         dpsi = raw_on[:, : c.n_exp] - raw_off[:, : c.n_exp]
         limit = torch.tensor([c.jaw_max, c.jaw_max, c.gaze_max, c.gaze_max], device=psi.device, dtype=psi.dtype)
         dpose = limit * (torch.tanh(raw_on[:, c.n_exp :]) - torch.tanh(raw_off[:, c.n_exp :]))

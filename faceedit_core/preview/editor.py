@@ -44,7 +44,8 @@ from faceedit_core.storage.atomic import atomic_write_text
 from faceedit_core.storage.home import faceedit_home
 from faceedit_core.storage.mapper_store import MapperStore, check_id
 
-MAPPER_VERSION = 2  # bump when the channels, the network, the critic or the objective change: head mappers retrain
+MAPPER_VERSION = 3  # bump when the channels, the network, the critic or the objective change: head mappers retrain
+# (3: the mapper reads the identity, AUObjective.identity)
 TARGET_ID = re.compile(r"^pv-(AU\d{1,2}(?:_[LR])?-\d{1,3})(\.AU\d{1,2}(?:_[LR])?-\d{1,3})*$")
 
 
@@ -366,9 +367,9 @@ class PreviewEditor(Editor):
                 channels[c] = max(channels.get(c, 0.0), v)
         with self._lock, torch.no_grad():
             p = params.to(self.device)
-            edited = p
+            edited, identity = p, self.objective.identity(p)
             for mapper, t in resolved:  # each residual from the unedited face (the paper's composition)
-                dpsi, djaw, dgaze = mapper_residual(mapper, p, target_vector(t, self.device))
+                dpsi, djaw, dgaze = mapper_residual(mapper, p, target_vector(t, self.device), identity)
                 edited = apply_residual(edited, dpsi, djaw, dgaze, float(intensity))
             out = self.layer(edited)
             in_head_frame = all(not t.any() for t in (edited.global_pose, edited.neck_pose, edited.transl))

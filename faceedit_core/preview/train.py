@@ -1,10 +1,11 @@
 """Preview tier: train the Emotion Mapper of one head, conditioned on the AU target, against the AU critic.
 
 One network per head (mappers.ConditionedMapper) maps (starting expression psi, jaw and eye pose,
-target AU vector) to a residual: expression dpsi (the head's first n_edit coefficients), a jaw
-rotation (open, sideways) and a gaze rotation. It is trained once per head over random
-identities, random starting expressions and random targets (lexicon entries on random sides and
-intensities, alone or in pairs, and random sets of actions), so that afterwards any prompt the
+the identity as its neutral landmarks describe it (AUObjective.identity), target AU vector) to a
+residual: expression dpsi (the head's first n_edit coefficients), a jaw rotation (open, sideways)
+and a gaze rotation. It is trained once per head over random identities, random starting
+expressions and random targets (lexicon entries on random sides and intensities, alone or in pairs,
+random sets of actions, and the hard targets more often: HARD_TARGETS), so that afterwards any prompt the
 lexicon understands edits with one forward pass. Losses per item (au/objective.channel_loss):
 squared hinge up to each target channel, a hinge on the other channels rising (FACS companions
 allowed), the change of left-right difference where both sides share a target (symmetric stays
@@ -33,7 +34,14 @@ import numpy as np
 import torch
 
 from faceedit_core.au.critic import CHANNELS, GAZE, LATERAL, MIDLINE, SIDES, base_au, expand_target, side_of
-from faceedit_core.au.objective import CHANNEL_INDEX, AUObjective, channel_loss, stack_channels, target_vector
+from faceedit_core.au.objective import (
+    CHANNEL_INDEX,
+    IDENTITY_FEATURES,
+    AUObjective,
+    channel_loss,
+    stack_channels,
+    target_vector,
+)
 from faceedit_core.errors import Cancelled, InputError
 from faceedit_core.mappers import ConditionedMapper, ConditionedMapperConfig
 from faceedit_core.params import FlameParams
@@ -63,6 +71,12 @@ CONFLICTS = {
     )
 }
 INTENSITY_CHOICES = (0.4, 0.5, 0.6, 1.0, 1.0, 1.0, 1.0, 1.2, 1.3, 1.5)
+# targets drawn at hard_prob besides the mix: eye closure, alone or under lowered brows, on random sides. The
+# critic reads closure against each identity's own lid aperture, so its extent varies most between faces
+# (the ICT head's: 0.07-0.13 IOD), and the mix gave it 4 % of targets, 0.6 % under a lowered brow: on the
+# ICT head's PCA variant the mapper then closed the eyes of 0.81 (with a frown 0.70) of the identities a
+# per-prompt mapper closed 0.91 of (docs/evaluation.md)
+HARD_TARGETS = (("AU43",), ("AU43", "AU4"))
 GAZE_CHANNELS = [CHANNEL_INDEX[a] for a in GAZE]
 CHECKPOINT_FORMAT = "faceedit.preview_train_checkpoint"
 
@@ -89,6 +103,7 @@ class PreviewTrainConfig:
     start_prob: float = 0.25  # activation heads: chance that a component is active at the start
     start_max: float = 0.5  # activation heads: starting weights ~ U(0, start_max)
     lexicon_prob: float = 0.75  # share of targets drawn from the lexicon (the rest: random action sets)
+    hard_prob: float = 0.15  # share of targets drawn from HARD_TARGETS before the lexicon / random sets
     seed: int = 0
 
 
@@ -113,20 +128,25 @@ def sample_start(cfg: PreviewTrainConfig, head: PreviewHead, batch: int, gen: to
     return p
 
 
-def _conflicts(channels: dict[str, float]) -> bool:
+def _conflicts(channels: dict[str, float], other: dict[str, float] | None = None) -> bool:
+    """Whether two channels of `channels` (with `other`: one of each) are actions that cannot show together."""
     names = list(channels)
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            if frozenset((base_au(a), base_au(b))) in CONFLICTS:
-                sa, sb = side_of(a), side_of(b)
-                if sa is None or sb is None or sa == sb:
-                    return True
+    if other is None:
+        pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    else:
+        pairs = [(a, b) for a in names for b in other]
+    for a, b in pairs:
+        if frozenset((base_au(a), base_au(b))) in CONFLICTS:
+            sa, sb = side_of(a), side_of(b)
+            if sa is None or sb is None or sa == sb:
+                return True
     return False
 
 
 class TargetSampler:
     """Random AU targets [K] (CHANNELS order) covering what prompts ask: lexicon entries on random
-    sides and intensities, alone or in pairs, and random sets of one to three actions."""
+    sides and intensities, alone or in pairs, random sets of one to three actions, and (hard_prob)
+    the hard ones, HARD_TARGETS on random sides and intensities."""
 
     def __init__(self, cfg: PreviewTrainConfig, sides: bool, gaze: bool, seed: int):
         self.cfg, self.sides, self.gaze = cfg, sides, gaze
@@ -141,15 +161,32 @@ class TargetSampler:
             return None
         return self.rng.choice(["both", "both", "both", "L", "R"])
 
+    def _hard(self) -> dict[str, float]:
+        """One of HARD_TARGETS, each action at its own intensity, all on one random side (or both)."""
+        side = self._side("both")
+        aus = HARD_TARGETS[self.rng.integers(len(HARD_TARGETS))]
+        suffix = "" if side in (None, "both") else f"_{side}"
+        return expand_target({f"{a}{suffix}": float(self.rng.choice(INTENSITY_CHOICES)) for a in aus})
+
     def one(self) -> dict[str, float]:
+        if self.rng.random() < self.cfg.hard_prob:
+            return self._hard()
         for _ in range(20):
             channels: dict[str, float] = {}
             if self.rng.random() < self.cfg.lexicon_prob:
+                # an entry is a prototype FACS scores together (angry: AU5 with AU7), so only a second
+                # entry is checked against it; checking the entry itself had never drawn angry
+                clash = False
                 for _ in range(1 if self.rng.random() < 0.7 else 2):
                     entry = self.entries[self.rng.integers(len(self.entries))]
                     scale = float(self.rng.choice(INTENSITY_CHOICES))
-                    for ch, v in expand_target(sided_aus(entry, self._side(entry.sides))).items():
-                        channels[ch] = max(channels.get(ch, 0.0), min(v * scale, 1.5))
+                    part = {
+                        ch: min(v * scale, 1.5)
+                        for ch, v in expand_target(sided_aus(entry, self._side(entry.sides))).items()
+                    }
+                    clash = clash or _conflicts(part, channels)
+                    for ch, v in part.items():
+                        channels[ch] = max(channels.get(ch, 0.0), v)
             else:
                 for a in self.rng.choice(self.actions, size=self.rng.integers(1, 4), replace=False):
                     value = float(self.rng.uniform(0.4, 1.3))
@@ -157,7 +194,8 @@ class TargetSampler:
                     name = a if side == "both" else f"{a}_{side}"
                     for ch, v in expand_target({name: value}).items():
                         channels[ch] = max(channels.get(ch, 0.0), v)
-            if not _conflicts(channels):
+                clash = _conflicts(channels)
+            if not clash:
                 return channels
         return channels
 
@@ -181,12 +219,16 @@ def pose_input(params: FlameParams) -> torch.Tensor:
 
 
 def mapper_residual(
-    mapper: ConditionedMapper, params: FlameParams, target: torch.Tensor
+    mapper: ConditionedMapper, params: FlameParams, target: torch.Tensor, identity: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(dpsi [B,n_edit], djaw [B,2], dgaze [B,2]) of params for target [B,K] or [K]."""
+    """(dpsi [B,n_edit], djaw [B,2], dgaze [B,2]) of params for target [B,K] or [K]; identity
+    [B, IDENTITY_FEATURES]: AUObjective.identity(params) (a mapper with n_identity 0 reads none of it)."""
     n = mapper.config.n_exp
     t = target.to(params.expression).expand(params.batch_size, -1)
-    return mapper(params.expression[:, :n], pose_input(params), t)
+    identity = identity.to(params.expression)
+    if not mapper.config.n_identity:  # a mapper of MAPPER_VERSION 2 or earlier: identity-blind
+        identity = identity[:, :0]
+    return mapper(params.expression[:, :n], pose_input(params), identity, t)
 
 
 def apply_residual(
@@ -205,9 +247,10 @@ def apply_residual(
 
 # ---------------------------------------------------------------------------- training
 def new_mapper(head: PreviewHead, cfg: PreviewTrainConfig) -> ConditionedMapper:
-    return ConditionedMapper(
-        ConditionedMapperConfig(n_exp=head.n_edit, n_target=len(CHANNELS), hidden=cfg.hidden, layers=cfg.layers)
+    config = ConditionedMapperConfig(
+        n_exp=head.n_edit, n_target=len(CHANNELS), n_identity=IDENTITY_FEATURES, hidden=cfg.hidden, layers=cfg.layers
     )
+    return ConditionedMapper(config)
 
 
 class _Run:
@@ -304,7 +347,8 @@ def train_preview_mapper(
         with torch.no_grad():
             neutral = objective.neutral(start)
             start_au = stack_channels(objective.intensities(start, neutral))
-        dpsi, djaw, dgaze = mapper_residual(mapper, start, targets)
+            identity = objective.identity(start, neutral)
+        dpsi, djaw, dgaze = mapper_residual(mapper, start, targets, identity)
         edited = apply_residual(start, dpsi, djaw, dgaze)
         au = stack_channels(objective.intensities(edited, neutral))
         loss_au = channel_loss(
@@ -363,7 +407,8 @@ def edit_accuracy(
     of the targeted channels, over params [B]."""
     from faceedit_core.au.critic import asymmetry, target_met
 
-    edited = apply_residual(params, *mapper_residual(mapper, params, target_vector(target)))
+    identity = objective.identity(params)
+    edited = apply_residual(params, *mapper_residual(mapper, params, target_vector(target), identity))
     au = objective.intensities(edited)
     return {
         "accuracy": target_met(au, target).float().mean().item(),

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from faceedit_core.au.critic import CHANNELS, target_met
-from faceedit_core.au.objective import AUObjective, target_vector
+from faceedit_core.au.objective import CHANNEL_INDEX, IDENTITY_FEATURES, AUObjective, target_vector
 from faceedit_core.editor import PAPER_PROMPTS
 from faceedit_core.errors import Cancelled, InputError, PromptNotUnderstood
 from faceedit_core.mappers import ConditionedMapper, ConditionedMapperConfig
@@ -17,6 +17,7 @@ from faceedit_core.preview.head import PreviewHead
 from faceedit_core.preview.text_to_au import TextToAU
 from faceedit_core.preview.train import (
     PreviewTrainConfig,
+    TargetSampler,
     apply_residual,
     mapper_residual,
     sample_start,
@@ -46,14 +47,55 @@ def _identities(head, n=24, seed=5):
 
 
 def test_an_empty_target_edits_nothing_whatever_the_weights():
-    mapper = ConditionedMapper(ConditionedMapperConfig(n_exp=16, n_target=len(CHANNELS)))
+    mapper = ConditionedMapper(ConditionedMapperConfig(n_exp=16, n_target=len(CHANNELS), n_identity=IDENTITY_FEATURES))
     for p in mapper.parameters():
         torch.nn.init.normal_(p)
-    psi, pose = torch.randn(3, 16), torch.randn(3, 9) * 0.1
-    dpsi, djaw, dgaze = mapper(psi, pose, torch.zeros(3, len(CHANNELS)))
+    psi, pose, identity = torch.randn(3, 16), torch.randn(3, 9) * 0.1, torch.randn(3, IDENTITY_FEATURES)
+    dpsi, djaw, dgaze = mapper(psi, pose, identity, torch.zeros(3, len(CHANNELS)))
     assert dpsi.abs().max() == 0 and djaw.abs().max() == 0 and dgaze.abs().max() == 0
-    dpsi, djaw, _ = mapper(psi, pose, torch.rand(3, len(CHANNELS)))
+    dpsi, djaw, _ = mapper(psi, pose, identity, torch.rand(3, len(CHANNELS)))
     assert dpsi.abs().max() > 0 and djaw.abs().max() <= 2 * mapper.config.jaw_max
+    with pytest.raises(InputError, match="'n_identity'"):
+        mapper(psi, pose, identity[:, :10], torch.rand(3, len(CHANNELS)))
+
+
+def test_an_identity_blind_mapper_of_an_earlier_version_still_edits(head):
+    # stored mappers of MAPPER_VERSION 2 (fine-tunes named by id) read no identity
+    old = ConditionedMapper(ConditionedMapperConfig(n_exp=head.n_edit, n_target=len(CHANNELS)))
+    torch.nn.init.normal_(old.direct.weight)
+    ev = _identities(head, n=3)
+    identity = AUObjective(head.layer).identity(ev)
+    dpsi, _, _ = mapper_residual(old, ev, target_vector({"AU43": 1.0}), identity)
+    assert dpsi.abs().max() > 0 and torch.equal(dpsi[0], dpsi[1])  # the same edit for every identity
+    with pytest.raises(InputError, match="'n_identity' .* outside 0..1024"):
+        ConditionedMapperConfig.from_dict({"n_identity": 5000})
+
+
+def test_the_identity_descriptor_is_zero_for_the_template_and_spreads_about_a_twentieth(head):
+    objective = AUObjective(head.layer)
+    ev = _identities(head, n=64)
+    identity = objective.identity(ev)
+    assert identity.shape == (64, IDENTITY_FEATURES)
+    template = ev.replace(shape=torch.zeros_like(ev.shape))
+    assert objective.identity(template).abs().max() == 0
+    # the gain documented in au/objective.py: each value spreads about 0.05 between identities
+    assert 0.02 < identity.std(0).mean().item() < 0.1
+
+
+def test_the_target_sampler_draws_eye_closure_and_the_angry_prototype():
+    # eye closure depends most on the identity; the sampler had drawn it with AU4 in 0.6 % of targets (now 7 %)
+    bank = TargetSampler(PreviewTrainConfig(), sides=True, gaze=True, seed=1).batch(2000)
+    closed = {s: bank[:, CHANNEL_INDEX[f"AU43_{s}"]] > 0 for s in "LR"}
+    frown = {s: bank[:, CHANNEL_INDEX[f"AU4_{s}"]] > 0 for s in "LR"}
+    under = (closed["L"] & frown["L"]) | (closed["R"] & frown["R"])
+    assert under.float().mean() > 0.04
+    assert (closed["L"] & closed["R"]).float().mean() > 0.08 and (closed["L"] ^ closed["R"]).float().mean() > 0.08
+    # actions that cannot show together never meet, but a prototype's own actions do (angry: AU5 with AU7;
+    # checking them against each other had never drawn angry)
+    on = lambda au: bank[:, [CHANNEL_INDEX[f"{au}_{s}"] for s in "LR"]] > 0  # noqa: E731
+    assert not (on("AU5") & on("AU43")).any()
+    angry = (on("AU4") & on("AU5") & on("AU7")).all(1) & (bank[:, CHANNEL_INDEX["AU23"]] > 0)
+    assert angry.float().mean() > 0.005
 
 
 @pytest.mark.slow
@@ -64,7 +106,7 @@ def test_one_training_serves_every_paper_prompt(editor, head, parser):
     for prompt in PAPER_PROMPTS:
         target = parser.parse(prompt).intensities
         with torch.no_grad():
-            edited = apply_residual(ev, *mapper_residual(mapper, ev, target_vector(target)))
+            edited = apply_residual(ev, *mapper_residual(mapper, ev, target_vector(target), objective.identity(ev)))
             before, after = objective.intensities(ev), objective.intensities(edited)
         assert target_met(after, target).float().mean() >= 0.9, prompt
         assert target_met(before, target).float().mean() < 0.2, prompt
