@@ -142,7 +142,7 @@ def test_batched_views_equal_single_views_and_chunks_do_not_matter(monkeypatch):
     assert not batched.mask[3].any()
     import faceedit_core.render.rasterize as raster
 
-    monkeypatch.setattr(raster, "CHUNK", 7)  # many small candidate groups
+    monkeypatch.setattr(raster, "CHUNK", 7)  # many small triangle groups (one row each) and candidate groups
     chunked = rasterize(views, faces, (20, 28), cull_backfaces=True)
     flat = torch.empty(len(views) * 20 * 28, dtype=torch.long)  # one flattened pass, as on CUDA
     hit, bary, depth = raster._covered_pixels(views, faces.long(), 20, 28, True, flat, 7)
