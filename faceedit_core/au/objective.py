@@ -52,6 +52,8 @@ CHANNEL_INDEX = {c: i for i, c in enumerate(CHANNELS)}
 # back to the value asked). The lips part as far as the jaw drops (FACS scores AU25 under AU26/27 by
 # presence): a 0.2 rad jaw drop parts them 17 mm, 3.5 x AU25's reference
 SET_BY = {"AU25": ("AU26", "AU27")}
+# a channel asked at t < 1 reads at most LOW_BAND x t (the evaluation's rule for low-intensity prompts is 1.5 x t)
+LOW_BAND = 1.3
 # symmetric pairs of channels (left index, right index), one per lateral action
 PAIRS = torch.tensor([(CHANNEL_INDEX[f"{a}_L"], CHANNEL_INDEX[f"{a}_R"]) for a in LATERAL])
 # the identity descriptor (AUObjective.identity): the 68 neutral landmarks, centred and IOD-normalised, less the
@@ -190,7 +192,8 @@ def channel_loss(
     """[B]: per-item loss towards target [B,K] (zero = not targeted); au, start_au [B,K] in CHANNELS order.
 
     Squared hinge up to each targeted channel (+ margin; x target_weight, with a tenth of the squared
-    miss either way, except for a channel another target sets: SET_BY); a hinge on
+    miss either way, except for a channel another target sets: SET_BY), and for channels asked below
+    full strength a hinge above LOW_BAND x their target; a hinge on
     every channel neither targeted nor a companion rising above where it started (at least 0.3);
     and, for each lateral action whose two sides have the same target, the change of its left-right
     difference (so symmetric prompts stay symmetric), and where only one side is targeted, the other
@@ -199,7 +202,10 @@ def channel_loss(
     on = target > 0
     allowed = (on.float() @ COMPANION_MATRIX.to(au.device).float()) > 0
     pulled = on & ~_set_by_another(on)
-    loss = target_weight * (on * torch.relu(target + margin - au) ** 2 + pulled * 0.1 * (au - target) ** 2).sum(1)
+    # a channel asked below full strength stays within LOW_BAND x its target (a slight smile is not a full one)
+    capped = pulled & (target < 1)
+    loss = on * torch.relu(target + margin - au) ** 2 + pulled * 0.1 * (au - target) ** 2
+    loss = target_weight * (loss + capped * torch.relu(au - LOW_BAND * target) ** 2).sum(1)
     spurious = (~allowed) * torch.relu(au - start_au.clamp(min=0.3)) ** 2
     loss = loss + spurious_weight * spurious.sum(1)
     if symmetry_weight:

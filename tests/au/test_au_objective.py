@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from faceedit_core.au.critic import CHANNELS
-from faceedit_core.au.objective import CHANNEL_INDEX, AUObjective, au_loss, channel_loss, target_vector
+from faceedit_core.au.objective import CHANNEL_INDEX, LOW_BAND, AUObjective, au_loss, channel_loss, target_vector
 from faceedit_core.flame.default_head import load_procedural_flame
 from faceedit_core.params import FlameParams
 
@@ -89,3 +89,18 @@ def test_neutral_shortcut_equals_posing_the_neutral_face():
     posed = objective.subset(p.replace(expression=z(p.expression), jaw_pose=z(p.jaw_pose), eye_pose=z(p.eye_pose)))
     torch.testing.assert_close(verts, posed[0], rtol=0, atol=1e-7)
     torch.testing.assert_close(lms, posed[1], rtol=0, atol=1e-7)
+
+
+def test_a_channel_asked_below_full_strength_is_held_within_its_band():
+    """t < 1: a reading above LOW_BAND x t costs its squared excess (a slight smile stays slight); a full
+    target (t = 1) keeps only the gentle pull back, so a strong reading there is not fought."""
+
+    def loss(t: float, reading: float) -> float:
+        target, au = torch.zeros(1, len(CHANNELS)), torch.zeros(1, len(CHANNELS))
+        target[0, CHANNEL_INDEX["AU6_L"]], au[0, CHANNEL_INDEX["AU6_L"]] = t, reading
+        return channel_loss(au, torch.zeros_like(au), target, spurious_weight=0.0).item()
+
+    inside = 0.99 * LOW_BAND * 0.5
+    assert loss(0.5, inside) == pytest.approx(0.1 * (inside - 0.5) ** 2)
+    assert loss(0.5, 1.0) == pytest.approx(0.1 * 0.5**2 + (1.0 - LOW_BAND * 0.5) ** 2)
+    assert loss(1.0, 1.6) == pytest.approx(0.1 * 0.6**2)
