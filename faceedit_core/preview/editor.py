@@ -44,8 +44,9 @@ from faceedit_core.storage.atomic import atomic_write_text
 from faceedit_core.storage.home import faceedit_home
 from faceedit_core.storage.mapper_store import MapperStore, check_id
 
-MAPPER_VERSION = 4  # bump when the channels, the network, the critic or the objective change: head mappers retrain
-# (3: the mapper reads the identity, AUObjective.identity; 4: low-intensity targets held within LOW_BAND)
+MAPPER_VERSION = 5  # bump when the channels, the network, the critic or the objective change: head mappers retrain
+# (3: the mapper reads the identity, AUObjective.identity; 4: low-intensity targets held within LOW_BAND;
+# 5: the jaw opens only for targets that part the lips or drop it)
 TARGET_ID = re.compile(r"^pv-(AU\d{1,2}(?:_[LR])?-\d{1,3})(\.AU\d{1,2}(?:_[LR])?-\d{1,3})*$")
 
 

@@ -78,6 +78,7 @@ INTENSITY_CHOICES = (0.4, 0.5, 0.6, 1.0, 1.0, 1.0, 1.0, 1.2, 1.3, 1.5)
 # per-prompt mapper closed 0.91 of (docs/evaluation.md)
 HARD_TARGETS = (("AU43",), ("AU43", "AU4"))
 GAZE_CHANNELS = [CHANNEL_INDEX[a] for a in GAZE]
+JAW_CHANNELS = [CHANNEL_INDEX[a] for a in ("AU25", "AU26", "AU27")]  # lips part, jaw drop, mouth stretch
 CHECKPOINT_FORMAT = "faceedit.preview_train_checkpoint"
 
 
@@ -358,8 +359,10 @@ def train_preview_mapper(
         closing = torch.relu(-edited.jaw_pose[:, 0]) ** 2  # the jaw does not close past its rest
         # no prompt asks the jaw sideways; the eyes turn only when the target says so
         gaze_weight = 1 + 9 * (targets[:, GAZE_CHANNELS] == 0).all(1)
+        # nor does the jaw open unless the target parts the lips or drops it (a sad mouth is not an open one)
+        jaw_weight = 1 + 49 * (targets[:, JAW_CHANNELS] == 0).all(1)
         loss_pose = (
-            (djaw[:, 0] ** 2 + 10 * djaw[:, 1] ** 2).mean()
+            (jaw_weight * djaw[:, 0] ** 2 + 10 * djaw[:, 1] ** 2).mean()
             + (gaze_weight * (dgaze**2).sum(1)).mean()
             + 10 * closing.mean()
         )

@@ -576,12 +576,6 @@ def interpolate_covered(attrs: torch.Tensor, frags: Fragments, faces: torch.Tens
     return _weighted_corners(attrs, corners, frags.bary.reshape(-1, 3).index_select(0, hit))
 
 
-def interpolate_at(attrs: torch.Tensor, faces: torch.Tensor, covered: Covered) -> torch.Tensor:
-    """attrs [V,C] per vertex of `faces` [F,3] -> [P,C] at one image's covered pixels."""
-    corners = faces.long().to(attrs.device).index_select(0, covered.face)
-    return _weighted_corners(attrs, corners, covered.bary)
-
-
 def _weighted_corners(attrs: torch.Tensor, corners: torch.Tensor, bary: torch.Tensor) -> torch.Tensor:
     """attrs [N,C], corners [P,3] long rows of attrs, bary [P,3] -> [P,C]."""
     return blend_corners(attrs.index_select(0, corners.reshape(-1)).view(-1, 3, attrs.shape[-1]), bary)
