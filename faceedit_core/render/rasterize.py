@@ -175,6 +175,11 @@ def _row_runs(
     return c0.long(), (c1 - last_out - c0 + 1).clamp(min=0).long(), torch.stack([depth, tab[18]])
 
 
+def _face_ids(keys: torch.Tensor) -> torch.Tensor:
+    """z-buffer keys [N] (`_coverage`) -> face ids [N] (-1 none), in place: the keys' low words, sign-extended."""
+    return keys.bitwise_left_shift_(32).bitwise_right_shift_(32)
+
+
 def _coverage(
     tri: torch.Tensor,
     F: int,
@@ -184,8 +189,9 @@ def _coverage(
     out: torch.Tensor,
     chunk: int,
     no_hit: int = _NO_HIT,
-) -> None:
-    """Face id per pixel (-1 none) by a z-buffer over the row runs of every triangle, into out [N//F*H*W] long.
+) -> torch.Tensor:
+    """The z-buffer over the row runs of every triangle, into out [N//F*H*W] long: per pixel the key
+    (depth bits << 32 | face id) of the nearest face, `no_hit` where none (`_face_ids` turns it into face ids).
 
     tri [4,3,N]: pixel x, pixel y, depth and clip w of each corner of N triangles, F per image
     (triangle g belongs to image g // F). Each triangle is cut into the pixel rows of its
@@ -225,7 +231,7 @@ def _coverage(
         start = (image * (H * W)).index_select(0, tri_of_run) + row * W + c0  # flat pixel of each run's first candidate
         _scatter_runs(keys, face, start, n, coef, chunk, no_hit)
         lo = hi
-    keys.bitwise_left_shift_(32).bitwise_right_shift_(32)  # the low word, sign-extended: face id or -1
+    return keys
 
 
 def _scatter_runs(
@@ -340,7 +346,7 @@ def _covered_pixels(
     F = faces.shape[0]
     tri = face_corners(clip_verts, faces, H, W).transpose(1, 2).reshape(4, 3, -1)  # triangle g of image g // F
     with torch.no_grad():
-        _coverage(tri.detach(), F, H, W, cull_backfaces, face_id, chunk)
+        _face_ids(_coverage(tri.detach(), F, H, W, cull_backfaces, face_id, chunk))
     return _barycentrics(tri, face_id, F, H, W)
 
 
@@ -350,14 +356,17 @@ def _covered_faces(
     H: int,
     W: int,
     cull_backfaces: bool,
-    face_id: torch.Tensor,
+    keys: torch.Tensor,
     chunk: int,
-) -> torch.Tensor:
-    """One image's clip_verts [1,V,4] -> face ids into face_id [H*W] (`_coverage`) and the covered
-    pixels hit [P]: coverage without barycentrics."""
+    no_hit: int = _NO_HIT,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One image's clip_verts [1,V,4] -> its covered pixels hit [P] and their faces [P]: coverage
+    without barycentrics. keys [H*W] is the z-buffer (left holding keys, not face ids: the faces are
+    taken from the covered keys alone, two passes over the buffer fewer)."""
     tri = face_corners(clip_verts, faces, H, W)[:, 0]
-    _coverage(tri, faces.shape[0], H, W, cull_backfaces, face_id, chunk)
-    return (face_id >= 0).nonzero().squeeze(1)
+    _coverage(tri, faces.shape[0], H, W, cull_backfaces, keys, chunk)
+    hit = (keys != no_hit).nonzero().squeeze(1)
+    return hit, _face_ids(keys.index_select(0, hit))
 
 
 def _write_frames(
@@ -507,8 +516,8 @@ def _covered_torch(
                 covered = Covered(hit, keys.index_select(0, hit), bary.t(), depth, (H, W))
             else:
                 with torch.no_grad():
-                    hit = covered_faces(image.detach(), faces, H, W, cull, keys, CHUNK)
-                covered = Covered(hit, keys.index_select(0, hit), None, None, (H, W))
+                    hit, face = covered_faces(image.detach(), faces, H, W, cull, keys, CHUNK)
+                covered = Covered(hit, face, None, None, (H, W))
             return covered if each is None else each(b, covered)
 
     if clip_verts.shape[0] == 1:
