@@ -115,21 +115,22 @@ class PreviewRenderer:
         light: linearly in screen space, from per-face planes (`screen_planes`), no barycentrics."""
         lit = (0.38 + 0.72 * (normals @ light).clamp(min=0))[None]  # [1,V], per vertex
         if self.colours is not None:
-            corners = self._corners((self.colours.t().to(lit.device) * lit).clamp_(0, 1), self.corner_ids)
+            corners = _per_corner((self.colours.t().to(lit.device) * lit).clamp_(0, 1), self.corner_ids)
             return interpolate_screen(screen_planes(tri, corners), covered).clamp_(0, 1)
         if self.texture is None:
-            lit = interpolate_screen(screen_planes(tri, self._corners(lit, self.corner_ids)), covered)  # [1,P]
+            lit = interpolate_screen(screen_planes(tri, _per_corner(lit, self.corner_ids)), covered)  # [1,P]
             return (torch.tensor(NEUTRAL_RGB)[:, None] * lit).clamp_(0, 1)
-        corners = torch.cat([self._corners(self.uvs.t(), self.uv_corner_ids), self._corners(lit, self.corner_ids)])
+        corners = torch.cat([_per_corner(self.uvs.t(), self.uv_corner_ids), _per_corner(lit, self.corner_ids)])
         u, v, lit = interpolate_screen(screen_planes(tri, corners), covered)  # [u v lit, 3, F] -> 3 x [P]
         grid = torch.stack([u * 2 - 1, 1 - v * 2], -1).view(1, 1, -1, 2)
         albedo = F.grid_sample(self.texture, grid, mode="bilinear", align_corners=False)[0, :, 0]  # [3,P]
         return albedo.mul_(lit).clamp_(0, 1)
 
-    def _corners(self, values: torch.Tensor, corner_ids: torch.Tensor) -> torch.Tensor:
-        """values [C,N] per vertex (or UV vertex), corner_ids [3F] (corner-major face corners) ->
-        [C,3,F] contiguous, as `screen_planes` reads it fastest (a permuted view is 6x slower there)."""
-        return values.index_select(1, corner_ids).view(len(values), 3, -1)
+
+def _per_corner(values: torch.Tensor, corner_ids: torch.Tensor) -> torch.Tensor:
+    """values [C,N] per vertex (or UV vertex), corner_ids [3F] (corner-major face corners) -> [C,3,F]
+    contiguous, as `screen_planes` reads it fastest (from a permuted view it is 6x slower)."""
+    return values.index_select(1, corner_ids).view(len(values), 3, -1)
 
 
 def _resolve(covered: Covered, rgb: torch.Tensor, s: int, out: torch.Tensor | None = None) -> torch.Tensor:
