@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from faceedit_core.errors import InputError
 from faceedit_core.render.cameras import Cameras, flame_to_world
-from faceedit_core.render.rasterize import Covered, face_corners, interpolate_screen, rasterize, screen_planes
+from faceedit_core.render.rasterize import Covered, interpolate_screen, rasterize, screen_planes
 
 MAX_SIZE = 2048
 RASTER_SAMPLES = 1 << 22  # supersamples rasterised per call (2048^2: one 1024 px view at 2x supersampling)
@@ -97,8 +97,7 @@ class PreviewRenderer:
 
                     def finish(v: int, covered: Covered, b=b, lo=lo, normals=normals) -> None:
                         # on the rasteriser's worker for this view: views are shaded in parallel
-                        tri = face_corners(clip[lo + v][None], self.faces, H * s, W * s)[:, 0]
-                        _resolve(covered, self._shade(covered, tri, normals, light[lo + v]), s, out[b, lo + v])
+                        _resolve(covered, self._shade(covered, normals, light[lo + v]), s, out[b, lo + v])
 
                     views, size = clip[lo : lo + per_call], (H * s, W * s)
                     rasterize(
@@ -106,9 +105,9 @@ class PreviewRenderer:
                     )
         return out
 
-    def _shade(self, covered: Covered, tri: torch.Tensor, normals: torch.Tensor, light: torch.Tensor) -> torch.Tensor:
-        """One view's covered samples, its corners tri [4,3,F] (`face_corners`), vertex normals
-        [V,3], light direction [3] -> lit albedo [3,P] (channel rows).
+    def _shade(self, covered: Covered, normals: torch.Tensor, light: torch.Tensor) -> torch.Tensor:
+        """One view's covered samples (with their image's `corners`), vertex normals [V,3], light
+        direction [3] -> lit albedo [3,P] (channel rows).
 
         The light is per vertex; with vertex colours, colour times light (clamped per vertex: a blend
         of corners in [0,1] stays there) is what is interpolated, with a texture the UVs and the
@@ -116,12 +115,14 @@ class PreviewRenderer:
         lit = (0.38 + 0.72 * (normals @ light).clamp(min=0))[None]  # [1,V], per vertex
         if self.colours is not None:
             corners = _per_corner((self.colours.t().to(lit.device) * lit).clamp_(0, 1), self.corner_ids)
-            return interpolate_screen(screen_planes(tri, corners), covered).clamp_(0, 1)
+            return interpolate_screen(screen_planes(covered.corners, corners), covered).clamp_(0, 1)
         if self.texture is None:
-            lit = interpolate_screen(screen_planes(tri, _per_corner(lit, self.corner_ids)), covered)  # [1,P]
+            lit = interpolate_screen(
+                screen_planes(covered.corners, _per_corner(lit, self.corner_ids)), covered
+            )  # [1,P]
             return (torch.tensor(NEUTRAL_RGB)[:, None] * lit).clamp_(0, 1)
         corners = torch.cat([_per_corner(self.uvs.t(), self.uv_corner_ids), _per_corner(lit, self.corner_ids)])
-        u, v, lit = interpolate_screen(screen_planes(tri, corners), covered)  # [u v lit, 3, F] -> 3 x [P]
+        u, v, lit = interpolate_screen(screen_planes(covered.corners, corners), covered)  # [u v lit, 3, F] -> 3 x [P]
         grid = torch.stack([u * 2 - 1, 1 - v * 2], -1).view(1, 1, -1, 2)
         albedo = F.grid_sample(self.texture, grid, mode="bilinear", align_corners=False)[0, :, 0]  # [3,P]
         return albedo.mul_(lit).clamp_(0, 1)
