@@ -24,6 +24,7 @@ from typing import Any, Callable
 import torch
 
 from faceedit_core.errors import InputError
+from faceedit_core.render import native
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,21 @@ def _segments(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     marks = torch.zeros(n + 1, dtype=torch.long, device=counts.device).index_add_(0, end, torch.ones_like(end))
     seg = torch.cumsum(marks[:-1], 0)
     return seg, torch.arange(n, device=counts.device) - (end - counts).index_select(0, seg)
+
+
+@torch.jit.ignore
+def _native_coverage(
+    tri: torch.Tensor, F: int, H: int, W: int, cull_backfaces: bool, out: torch.Tensor, no_hit: int
+) -> bool:
+    """`_coverage` by the C kernel (render/native.py), for float32 CPU input where the kernel is built:
+    True when it filled out, False when the PyTorch path must (runs as Python: TorchScript calls out)."""
+    lib = native.library()
+    if lib is None or tri.dtype != torch.float32 or tri.is_cuda or not out.is_contiguous():
+        return False
+    tri = tri.contiguous()
+    out.fill_(no_hit)
+    lib.faceedit_coverage(tri.data_ptr(), tri.shape[2], F, H, W, int(cull_backfaces), SLACK, out.data_ptr())
+    return True
 
 
 @torch.jit.ignore
@@ -205,7 +221,10 @@ def _coverage(
     stays a few MB, within a core's cache (one pass over a view's 245k runs and 690k candidates
     streamed ~100 MB through memory, and two pool workers slowed each other down by 15-30 %).
     Written for TorchScript (`_compiled_covered_pixels`), which reads no globals: constants are arguments.
+    Where the C kernel is built (render/native.py) it fills the same z-buffer instead, one pass.
     """
+    if _native_coverage(tri, F, H, W, cull_backfaces, out, no_hit):
+        return out
     fx, fy, fz, fw = tri[0], tri[1], tri[2], tri[3]
     area = (fx[1] - fx[0]) * (fy[2] - fy[0]) - (fx[2] - fx[0]) * (fy[1] - fy[0])  # [N]
     keep = (fw > 0).all(0) & (area.abs() > 1e-12)

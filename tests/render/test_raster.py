@@ -11,6 +11,18 @@ from faceedit_core.errors import InputError
 from faceedit_core.render.rasterize import face_corners, interpolate, interpolate_screen, rasterize, screen_planes
 
 
+@pytest.fixture(params=["native", "torch"])
+def coverage_path(request, monkeypatch):
+    """A coverage test runs twice: on the C kernel (render/native.py) and on the PyTorch path."""
+    from faceedit_core.render import native
+
+    if request.param == "torch":
+        monkeypatch.setattr(native, "library", lambda: None)
+    elif native.library() is None:
+        pytest.skip("no C compiler here to build the kernel (tests/render/test_native.py says why)")
+    return request.param
+
+
 def brute_force(clip, faces, H, W, cull=False):
     """Per-pixel loop over every triangle: the reference the fast path must equal."""
     ndc = clip[:, :3] / clip[:, 3:4]
@@ -49,6 +61,7 @@ def random_mesh(seed, n_faces=25):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("cull", [False, True])
+@pytest.mark.usefixtures("coverage_path")
 def test_matches_brute_force_z_buffer(seed, cull):
     clip, faces = random_mesh(seed)
     ours = rasterize(torch.from_numpy(clip)[None], torch.from_numpy(faces), (24, 32), cull_backfaces=cull).face_id[0]
@@ -57,6 +70,7 @@ def test_matches_brute_force_z_buffer(seed, cull):
     assert (ours.numpy() != ref).mean() < 0.01
 
 
+@pytest.mark.usefixtures("coverage_path")
 def test_triangle_covered_pixels_are_the_analytic_set():
     # right triangle with vertices on pixel-grid lines: covers pixel centres with x + y < 8 on an 8x8 image
     clip = torch.tensor([[[-1.0, 1.0, 0.5, 1.0], [1.0, 1.0, 0.5, 1.0], [-1.0, -1.0, 0.5, 1.0]]])
@@ -66,6 +80,7 @@ def test_triangle_covered_pixels_are_the_analytic_set():
     assert np.array_equal(frags.mask[0].numpy(), expected)
 
 
+@pytest.mark.usefixtures("coverage_path")
 def test_cube_silhouette_area():
     # unit cube rotated 45 degrees about y under an orthographic view: silhouette sqrt(2) x 1
     s = 0.5
@@ -83,6 +98,7 @@ def test_cube_silhouette_area():
     assert area == pytest.approx(math.sqrt(2) * 1.0, rel=0.02)
 
 
+@pytest.mark.usefixtures("coverage_path")
 def test_nearer_triangle_wins_and_depth_interpolates():
     near = [[-1, -1, 0.2, 1], [1, -1, 0.2, 1], [0, 1, 0.2, 1]]
     far = [[-1, -1, 0.6, 1], [1, -1, 0.6, 1], [0, 1, 0.6, 1]]
@@ -123,6 +139,7 @@ def test_bad_input_is_named():
         rasterize(torch.zeros(1, 3, 4), torch.tensor([[0, 1, 2]]), (0, 8))
 
 
+@pytest.mark.usefixtures("coverage_path")
 def test_equal_depths_go_to_the_lower_face_id():
     # two coplanar copies of a triangle: the brute force keeps the first one drawn, and so must we
     tri = [[-0.9, -0.9, 0.4, 1.0], [0.9, -0.9, 0.4, 1.0], [0.0, 0.9, 0.4, 1.0]]
@@ -130,6 +147,7 @@ def test_equal_depths_go_to_the_lower_face_id():
     assert frags.mask.sum() > 50 and (frags.face_id[frags.mask] == 0).all()
 
 
+@pytest.mark.usefixtures("coverage_path")
 def test_batched_views_equal_single_views_and_chunks_do_not_matter(monkeypatch):
     # views differing in homogeneous scale and offset, one of them wholly off screen
     clip, faces = random_mesh(5, n_faces=40)
@@ -201,6 +219,7 @@ def test_interpolation_reads_each_images_own_attributes_and_leaves_background_ze
     torch.testing.assert_close(shared[b, y, x], (frags.bary[b, y, x, :, None] * corners).sum(0))
 
 
+@pytest.mark.usefixtures("coverage_path")
 def test_large_triangle_rows_are_exact():
     # a thin sliver and a large triangle: every covered pixel centre, and no other, per the brute force
     clip = np.array(
