@@ -1,10 +1,12 @@
-"""The rasteriser's C kernel (`native/coverage.c`): built by the system C compiler at first use,
+"""The rasteriser's C kernels (`native/raster.c`): built by the system C compiler at first use,
 cached under FACEEDIT_HOME/native/, loaded with ctypes.
 
-The PyTorch path of `rasterize._coverage` makes about twenty passes over every candidate pixel
-(one torch op each, through memory); the kernel makes one, in cache, and runs without the GIL, so
-the batch pool's workers rasterise side by side. It computes the same float32 steps in the same
-order, so it gives the same z-buffer (docs/rendering.md has the figures).
+The PyTorch paths they stand in for (the z-buffer of `rasterize._coverage`, the covered pixels of
+`rasterize._covered_faces`, the shading and resolve of `preview._resolve_planes`) make a pass
+through memory per torch op, about twenty per candidate pixel in the z-buffer; a kernel makes one,
+in cache, and runs without the GIL, so the batch pool's workers work side by side. Each computes
+the same float32 steps in the same order as its PyTorch path, so both give the same bits
+(docs/rendering.md has the figures).
 
 No compiler on PATH (or $CC), a failed build, or FACEEDIT_NATIVE=0: `library()` is None, logged
 once, and the PyTorch path runs, with the same images, more slowly. The build is keyed by the
@@ -33,14 +35,14 @@ from faceedit_core.storage.home import faceedit_home
 
 log = logging.getLogger(__name__)
 
-SOURCE = Path(__file__).with_name("native") / "coverage.c"
+SOURCE = Path(__file__).with_name("native") / "raster.c"
 FLAGS = ("-O2", "-std=c99", "-shared", "-fPIC", "-ffp-contract=off")  # fuse only where the source says (MADD)
 BUILD_TIMEOUT_S = 120
 
 
 @functools.cache
 def library() -> ctypes.CDLL | None:
-    """The loaded kernel (`faceedit_coverage`, argument types set), or None where it cannot be had."""
+    """The loaded kernels (argument types set), or None where they cannot be had."""
     if os.environ.get("FACEEDIT_NATIVE", "1") == "0":
         log.info("FACEEDIT_NATIVE=0: the rasteriser runs its PyTorch path")
         return None
@@ -49,9 +51,13 @@ def library() -> ctypes.CDLL | None:
     except (OSError, subprocess.SubprocessError) as exc:
         log.warning("the rasteriser's C kernel is unavailable (%s): its PyTorch path runs, more slowly", exc)
         return None
-    fn = lib.faceedit_coverage
-    fn.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 4, ctypes.c_int32, ctypes.c_float, ctypes.c_void_p]
-    fn.restype = None
+    ptr, i64 = ctypes.c_void_p, ctypes.c_int64
+    lib.faceedit_coverage.argtypes = [ptr, i64, i64, i64, i64, ctypes.c_int32, ctypes.c_float, ptr]
+    lib.faceedit_coverage.restype = None
+    lib.faceedit_covered.argtypes = [ptr, i64, i64, ptr, ptr]
+    lib.faceedit_covered.restype = i64
+    lib.faceedit_resolve_planes.argtypes = [ptr, ptr, i64, ptr, i64, i64, i64, i64, i64, ptr]
+    lib.faceedit_resolve_planes.restype = None
     return lib
 
 
@@ -80,7 +86,7 @@ def _built() -> Path:
     compiler, flags = _compiler(), _flags()
     source = SOURCE.read_bytes()
     key = hashlib.sha256(b"\0".join([source, compiler.encode(), " ".join(flags).encode(), platform.machine().encode()]))
-    path = faceedit_home() / "native" / f"coverage-{key.hexdigest()[:16]}{'.dll' if sys.platform == 'win32' else '.so'}"
+    path = faceedit_home() / "native" / f"raster-{key.hexdigest()[:16]}{'.dll' if sys.platform == 'win32' else '.so'}"
     if path.exists():
         return path
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from faceedit_core.errors import InputError
+from faceedit_core.render import native
 from faceedit_core.render.cameras import Cameras, flame_to_world
 from faceedit_core.render.rasterize import Covered, interpolate_screen, rasterize, screen_planes
 
@@ -97,7 +98,11 @@ class PreviewRenderer:
 
                     def finish(v: int, covered: Covered, b=b, lo=lo, normals=normals) -> None:
                         # on the rasteriser's worker for this view: views are shaded in parallel
-                        _resolve(covered, self._shade(covered, normals, light[lo + v]), s, out[b, lo + v])
+                        if self.colours is not None:  # colour planes: shaded and resolved in one pass
+                            planes = screen_planes(covered.corners, self._lit_colours(normals, light[lo + v]))
+                            _resolve_planes(covered, planes, s, out[b, lo + v])
+                        else:
+                            _resolve(covered, self._shade(covered, normals, light[lo + v]), s, out[b, lo + v])
 
                     views, size = clip[lo : lo + per_call], (H * s, W * s)
                     rasterize(
@@ -105,17 +110,18 @@ class PreviewRenderer:
                     )
         return out
 
+    def _lit_colours(self, normals: torch.Tensor, light: torch.Tensor) -> torch.Tensor:
+        """Vertex normals [V,3], light direction [3] -> each face's corners' lit vertex colours [3,3,F]
+        (colour times light, clamped per vertex: a blend of corners in [0,1] stays there)."""
+        return _per_corner((self.colours.t().to(normals.device) * _light(normals, light)).clamp_(0, 1), self.corner_ids)
+
     def _shade(self, covered: Covered, normals: torch.Tensor, light: torch.Tensor) -> torch.Tensor:
         """One view's covered samples (with their image's `corners`), vertex normals [V,3], light
-        direction [3] -> lit albedo [3,P] (channel rows).
+        direction [3] -> lit albedo [3,P] (channel rows), for a texture or the neutral colour.
 
-        The light is per vertex; with vertex colours, colour times light (clamped per vertex: a blend
-        of corners in [0,1] stays there) is what is interpolated, with a texture the UVs and the
-        light: linearly in screen space, from per-face planes (`screen_planes`), no barycentrics."""
-        lit = (0.38 + 0.72 * (normals @ light).clamp(min=0))[None]  # [1,V], per vertex
-        if self.colours is not None:
-            corners = _per_corner((self.colours.t().to(lit.device) * lit).clamp_(0, 1), self.corner_ids)
-            return interpolate_screen(screen_planes(covered.corners, corners), covered).clamp_(0, 1)
+        The light is per vertex; with a texture the UVs and the light are interpolated linearly in
+        screen space, from per-face planes (`screen_planes`), no barycentrics."""
+        lit = _light(normals, light)
         if self.texture is None:
             lit = interpolate_screen(
                 screen_planes(covered.corners, _per_corner(lit, self.corner_ids)), covered
@@ -126,6 +132,11 @@ class PreviewRenderer:
         grid = torch.stack([u * 2 - 1, 1 - v * 2], -1).view(1, 1, -1, 2)
         albedo = F.grid_sample(self.texture, grid, mode="bilinear", align_corners=False)[0, :, 0]  # [3,P]
         return albedo.mul_(lit).clamp_(0, 1)
+
+
+def _light(normals: torch.Tensor, light: torch.Tensor) -> torch.Tensor:
+    """Vertex normals [V,3], light direction [3] -> Lambert plus ambient [1,V], per vertex."""
+    return (0.38 + 0.72 * (normals @ light).clamp(min=0))[None]
 
 
 def _per_corner(values: torch.Tensor, corner_ids: torch.Tensor) -> torch.Tensor:
@@ -154,4 +165,18 @@ def _resolve(covered: Covered, rgb: torch.Tensor, s: int, out: torch.Tensor | No
     pixels[:, 3].index_add_(0, pixel, torch.ones_like(rgb[0]))
     pixels[:, :3].div_(pixels[:, 3:].clamp(min=1))
     pixels[:, 3].div_(s * s)
+    return out
+
+
+def _resolve_planes(covered: Covered, planes: torch.Tensor, s: int, out: torch.Tensor) -> torch.Tensor:
+    """Covered samples of an (sH, sW) image and colour planes [9,F] (`screen_planes` of RGB) -> the
+    straight-alpha pixels [H,W,4] into out (contiguous): the colours at the samples, clamped to [0,1],
+    then `_resolve`d. One pass by the C kernel where it is built (render/native.py), the same bits."""
+    lib = native.library()
+    if lib is None or planes.dtype != torch.float32 or planes.is_cuda or not out.is_contiguous():
+        return _resolve(covered, interpolate_screen(planes, covered).clamp_(0, 1), s, out)
+    (Hs, Ws), planes = covered.size, planes.contiguous()
+    hit, face, F = covered.hit.contiguous(), covered.face.contiguous(), planes.shape[1]
+    samples = (hit.data_ptr(), face.data_ptr(), len(hit))
+    lib.faceedit_resolve_planes(*samples, planes.data_ptr(), F, Ws, s, Hs // s, Ws // s, out.data_ptr())
     return out

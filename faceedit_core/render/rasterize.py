@@ -19,7 +19,7 @@ import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Optional, Tuple
 
 import torch
 
@@ -126,6 +126,19 @@ def _native_coverage(
     out.fill_(no_hit)
     lib.faceedit_coverage(tri.data_ptr(), tri.shape[2], F, H, W, int(cull_backfaces), SLACK, out.data_ptr())
     return True
+
+
+@torch.jit.ignore
+def _native_covered(keys: torch.Tensor, no_hit: int) -> Optional[Tuple[torch.Tensor, torch.Tensor]]:
+    """The covered pixels hit [P] of a z-buffer keys [N] and their face ids [P], by the C kernel where
+    it is built (else None: the caller's PyTorch path, `nonzero` and `_face_ids`, does it)."""
+    lib = native.library()
+    if lib is None or keys.is_cuda or not keys.is_contiguous():
+        return None
+    n = lib.faceedit_covered(keys.data_ptr(), len(keys), no_hit, None, None)
+    hit, face = torch.empty(n, dtype=torch.long), torch.empty(n, dtype=torch.long)
+    lib.faceedit_covered(keys.data_ptr(), len(keys), no_hit, hit.data_ptr(), face.data_ptr())
+    return hit, face
 
 
 @torch.jit.ignore
@@ -387,6 +400,9 @@ def _covered_faces(
     the buffer fewer)."""
     tri = face_corners(clip_verts, faces, H, W)[:, 0]
     _coverage(tri, faces.shape[0], H, W, cull_backfaces, keys, chunk)
+    found = _native_covered(keys, no_hit)
+    if found is not None:
+        return found[0], found[1], tri
     hit = (keys != no_hit).nonzero().squeeze(1)
     return hit, _face_ids(keys.index_select(0, hit)), tri
 

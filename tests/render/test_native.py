@@ -52,7 +52,7 @@ def overlapping_views(seed, n_faces=300, n_images=3, H=48, W=64):
 def test_the_kernel_is_built_and_cached_where_a_compiler_is(fresh_build):
     lib = native.library()
     assert lib is not None
-    built = list((fresh_build / "native").glob("coverage-*"))
+    built = list((fresh_build / "native").glob("raster-*"))
     assert len(built) == 1 and not list((fresh_build / "native").glob(".*tmp"))
 
 
@@ -106,10 +106,10 @@ def test_faceedit_native_0_turns_the_kernel_off(fresh_build, monkeypatch):
 
 @pytest.mark.skipif(not HAVE_CC, reason="no C compiler (cc, gcc, clang) on PATH: the PyTorch path runs instead")
 def test_a_failed_build_says_what_the_compiler_said_and_leaves_nothing(fresh_build, monkeypatch, tmp_path_factory):
-    bad = tmp_path_factory.mktemp("src") / "coverage.c"
+    bad = tmp_path_factory.mktemp("src") / "raster.c"
     bad.write_text("void faceedit_coverage(void) { this is not C; }\n")
     monkeypatch.setattr(native, "SOURCE", bad)
-    with pytest.raises(OSError, match="(?s)failed to build coverage.c: .*error"):
+    with pytest.raises(OSError, match="(?s)failed to build raster.c: .*error"):
         native._built()
     assert not (fresh_build / "native").exists() or not list((fresh_build / "native").iterdir())
 
@@ -125,7 +125,55 @@ def test_a_built_kernel_is_reused_and_an_edited_one_rebuilt(fresh_build, monkeyp
     assert native._built() == first
     monkeypatch.undo()
     monkeypatch.setenv("FACEEDIT_HOME", str(fresh_build))
-    edited = tmp_path_factory.mktemp("src") / "coverage.c"
+    edited = tmp_path_factory.mktemp("src") / "raster.c"
     edited.write_text(native.SOURCE.read_text() + "\n/* edited */\n")
     monkeypatch.setattr(native, "SOURCE", edited)
     assert native._built() != first and first.exists()
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no C compiler (cc, gcc, clang) on PATH: the PyTorch path runs instead")
+def test_the_kernels_render_the_default_head_exactly_as_the_pytorch_path(monkeypatch):
+    """Coverage, covered pixels, shading and resolve together: a turntable and a single view (on the
+    caller's thread), mouth open, bit for bit."""
+    from faceedit_core.flame.ict import load_ict_head
+    from faceedit_core.flame.layer import FlameLayer
+    from faceedit_core.params import FlameParams
+    from faceedit_core.render.cameras import turntable
+    from faceedit_core.render.ict_materials import preview_renderer
+
+    head = load_ict_head("semantic")
+    layer, renderer = FlameLayer(head.model, head.landmarks), preview_renderer(head)
+    params = FlameParams.zeros(1, layer.n_shape, layer.n_exp)
+    params.jaw_pose[:, 0], params.expression[:, :12] = 0.3, 0.6
+    with torch.no_grad():
+        verts = layer(params).vertices
+    assert native.library() is not None
+    ours = [renderer.render(verts, turntable(n), 160) for n in (3, 1)]
+    monkeypatch.setattr(native, "library", lambda: None)
+    for image, n in zip(ours, (3, 1)):
+        assert torch.equal(image, renderer.render(verts, turntable(n), 160))
+        assert (image[..., 3] > 0).float().mean() > 0.15
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no C compiler (cc, gcc, clang) on PATH: the PyTorch path runs instead")
+@pytest.mark.parametrize("s", [2, 3])
+def test_covered_pixels_and_resolve_match_the_pytorch_path_at_any_size(s, monkeypatch):
+    from faceedit_core.render.preview import _resolve_planes
+
+    tri, F, H, W = overlapping_views(3, n_faces=60, n_images=1, H=7 * s, W=11 * s)
+    x = 0.3 + 0.35 * torch.tanh(tri[0] / W * 2 - 1)  # the left of the frame stays background
+    clip = torch.stack([x, 1 - tri[1] / H * 2, tri[2], torch.ones_like(tri[2])], -1)  # [3,F,4]
+    views = clip.transpose(0, 1).reshape(1, -1, 4)  # corner by corner back to vertices
+    faces = torch.arange(3 * F).view(F, 3)
+    colours = torch.rand(9, F, generator=torch.Generator().manual_seed(s)) * 0.4 - 0.1  # over and under [0,1]
+    got = {}
+    for path in ("native", "torch"):
+        if path == "torch":
+            monkeypatch.setattr(native, "library", lambda: None)
+        (covered,) = raster.rasterize(views, faces, (H, W), frames=False, barycentrics=False)
+        out = torch.full((H // s, W // s, 4), float("nan"))
+        got[path] = covered, _resolve_planes(covered, colours, s, out)
+    (a, image), (b, reference) = got["native"], got["torch"]
+    assert torch.equal(a.hit, b.hit) and torch.equal(a.face, b.face) and len(a.hit) > H * W // 5
+    assert torch.equal(image, reference) and not image.isnan().any()
+    assert ((image[..., :3] == 0) | (image[..., :3] == 1)).any() and (image[..., 3] == 0).any()

@@ -1,13 +1,18 @@
-/* FaceEdit's CPU z-buffer kernel: the coverage of `rasterize._coverage`, one triangle after another.
+/* FaceEdit's CPU rasteriser kernels, each the exact twin of a PyTorch path in render/:
  *
- * The same algorithm and the same float32 arithmetic, step by step, as the PyTorch path
- * (`_face_table`, `_row_runs`, `_scatter_runs` in rasterize.py, whose docstrings explain it): each
- * triangle is cut into the pixel rows of its bounding box, each row into the run of pixel centres
- * between where its edges cross the row (widened by `slack`), the run's two ends settled by the
- * exact edge functions; every pixel of the run takes the minimum of its z-buffer key and
- * (depth bits << 32 | face id). Built with -ffp-contract=off: a multiply-add is fused exactly
- * where the PyTorch path's torch.addcmul is (MADD), and then only if this torch's CPU kernels fuse
- * it (FACEEDIT_FUSED, found by native.py), so both paths round alike and give the same z-buffer.
+ * faceedit_coverage (rasterize._coverage): the z-buffer, one triangle after another. The same
+ *   algorithm and float32 steps, in the same order, as `_face_table`, `_row_runs` and
+ *   `_scatter_runs` (whose docstrings explain it): each triangle is cut into the pixel rows of its
+ *   bounding box, each row into the run of pixel centres between where its edges cross the row
+ *   (widened by `slack`), the run's two ends settled by the exact edge functions; every pixel of
+ *   the run takes the minimum of its key and (depth bits << 32 | face id).
+ * faceedit_covered (rasterize._covered_faces): the covered pixels of a z-buffer and their faces.
+ * faceedit_resolve_planes (preview._resolve_planes): colours from screen-space planes at the covered
+ *   samples, clamped to [0, 1], averaged over each pixel's samples into straight-alpha RGBA.
+ *
+ * Built with -ffp-contract=off: a multiply-add is fused exactly where the PyTorch path's
+ * torch.addcmul is (MADD), and then only if this torch's CPU kernels fuse it (FACEEDIT_FUSED, found
+ * by native.py); sums run in the PyTorch path's order. So both paths give the same bits.
  *
  * Built and loaded by render/native.py (the system C compiler, at first use); no Python headers.
  */
@@ -101,5 +106,49 @@ void faceedit_coverage(const float *tri, int64_t n, int64_t F, int64_t H, int64_
                     run[k] = key;
             }
         }
+    }
+}
+
+/* keys [n] of a z-buffer -> the covered pixels hit [P] (ascending) and their face ids face [P] (each
+ * key's low word); with hit NULL only counted. Returns P. */
+int64_t faceedit_covered(const int64_t *keys, int64_t n, int64_t no_hit, int64_t *hit, int64_t *face)
+{
+    int64_t p = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (keys[i] == no_hit)
+            continue;
+        if (hit) {
+            hit[p] = i;
+            face[p] = (int32_t)(uint32_t)((uint64_t)keys[i] & 0xFFFFFFFFu);
+        }
+        p++;
+    }
+    return p;
+}
+
+/* The covered samples hit [P] (ascending, flat in an image Ws samples wide) with their faces
+ * face [P], and colour planes [9][F] (rows a, b, c of each channel's value a x + b y + c over sample
+ * coordinates) -> out [H*W][4], s x s samples a pixel: the mean clamped colour of each pixel's
+ * covered samples and the covered share as alpha; 0 where none. */
+void faceedit_resolve_planes(const int64_t *hit, const int64_t *face, int64_t P, const float *planes, int64_t F,
+                             int64_t Ws, int64_t s, int64_t H, int64_t W, float *out)
+{
+    memset(out, 0, (size_t)(H * W * 4) * sizeof *out);
+    for (int64_t i = 0; i < P; i++) {
+        const int64_t row = hit[i] / Ws, col = hit[i] - row * Ws, f = face[i];
+        const float x = (float)col + 0.5f, y = (float)row + 0.5f;
+        float *pixel = out + ((row / s) * W + col / s) * 4;
+        for (int c = 0; c < 3; c++) {
+            const float v = MADD(planes[(3 + c) * F + f], y, MADD(planes[c * F + f], x, planes[(6 + c) * F + f]));
+            pixel[c] += v < 0 ? 0.0f : (v > 1 ? 1.0f : v);
+        }
+        pixel[3] += 1.0f;
+    }
+    for (int64_t p = 0; p < H * W; p++) {
+        float *pixel = out + p * 4;
+        const float n = pixel[3] < 1 ? 1.0f : pixel[3];
+        for (int c = 0; c < 3; c++)
+            pixel[c] /= n;
+        pixel[3] /= (float)(s * s);
     }
 }
