@@ -12,6 +12,8 @@ Cases (targets from issue 15 in brackets):
   forward b64     64 heads, random expressions and jaw, one identity per head [<= 2 ms per head]
   render 1        PreviewRenderer, one 512x512 view (2x supersampling) [<= 150 ms]
   render 8        an 8-view 512x512 turntable [<= 250 ms]
+  ... pytorch     the same render on the rasteriser's PyTorch path, without its C kernels
+                  (render/native.py: what runs where no C compiler is found; the same images)
 """
 
 from __future__ import annotations
@@ -30,12 +32,22 @@ from faceedit_core.flame.default_head import procedural_head  # noqa: E402
 from faceedit_core.flame.ict import load_ict_head  # noqa: E402
 from faceedit_core.flame.layer import FlameLayer  # noqa: E402
 from faceedit_core.params import FlameParams  # noqa: E402
+from faceedit_core.render import native  # noqa: E402
 from faceedit_core.render.albedo import demo_albedo  # noqa: E402
 from faceedit_core.render.cameras import turntable  # noqa: E402
 from faceedit_core.render.ict_materials import preview_renderer  # noqa: E402
 from faceedit_core.render.preview import PreviewRenderer  # noqa: E402
 
-CASES = ("load", "forward b1", "forward b1 new", "forward b64", "render 1", "render 8")
+CASES = (
+    "load",
+    "forward b1",
+    "forward b1 new",
+    "forward b64",
+    "render 1",
+    "render 8",
+    "render 1 pytorch",
+    "render 8 pytorch",
+)
 
 
 def timed(fn) -> tuple[float, float]:
@@ -84,13 +96,21 @@ class Head:
                 return self.layer(self.new[next(self.turn) % 8])
             if case == "forward b64":
                 return self.layer(self.batch)
-            views = turntable(1, (0, 0)) if case == "render 1" else turntable(8)
-            return self.renderer.render(self.verts, views, 512)
+            views = turntable(1, (0, 0)) if case.startswith("render 1") else turntable(8)
+            if not case.endswith("pytorch"):
+                return self.renderer.render(self.verts, views, 512)
+            kernels, native.library = native.library, lambda: None
+            try:
+                return self.renderer.render(self.verts, views, 512)
+            finally:
+                native.library = kernels
 
 
 def main(threads: int = 2, rounds: int = 7, cases: tuple[str, ...] = CASES) -> dict:
     """cases: the cases to time, interleaved round by round (one case alone: back to back)."""
     torch.set_num_threads(threads)
+    kernels = native.library()
+    print(f"C kernels: {'built' if kernels is not None else 'unavailable, the PyTorch path runs'} (render/native.py)")
     heads = [Head("ict"), Head("procedural")]
     for h in heads:  # warm up every path once (TorchScript compile, pools, caches)
         for case in cases:
