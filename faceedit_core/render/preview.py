@@ -98,7 +98,7 @@ class PreviewRenderer:
 
                     def finish(v: int, covered: Covered, b=b, lo=lo, normals=normals) -> None:
                         # on the rasteriser's worker for this view: views are shaded in parallel
-                        if self.colours is not None:  # colour planes: shaded and resolved in one pass
+                        if self.texture is None:  # colour planes: shaded and resolved in one pass
                             planes = screen_planes(covered.corners, self._lit_colours(normals, light[lo + v]))
                             _resolve_planes(covered, planes, s, out[b, lo + v])
                         else:
@@ -111,22 +111,19 @@ class PreviewRenderer:
         return out
 
     def _lit_colours(self, normals: torch.Tensor, light: torch.Tensor) -> torch.Tensor:
-        """Vertex normals [V,3], light direction [3] -> each face's corners' lit vertex colours [3,3,F]
-        (colour times light, clamped per vertex: a blend of corners in [0,1] stays there)."""
-        return _per_corner((self.colours.t().to(normals.device) * _light(normals, light)).clamp_(0, 1), self.corner_ids)
+        """Vertex normals [V,3], light direction [3] -> each face's corners' lit colours [3,3,F]: the
+        vertex colours (or the neutral colour) times the light, clamped per vertex (a blend of
+        corners in [0,1] stays there)."""
+        colours = torch.tensor(NEUTRAL_RGB)[:, None] if self.colours is None else self.colours.t()
+        return _per_corner((colours.to(normals.device) * _light(normals, light)).clamp_(0, 1), self.corner_ids)
 
     def _shade(self, covered: Covered, normals: torch.Tensor, light: torch.Tensor) -> torch.Tensor:
         """One view's covered samples (with their image's `corners`), vertex normals [V,3], light
-        direction [3] -> lit albedo [3,P] (channel rows), for a texture or the neutral colour.
+        direction [3] -> lit albedo [3,P] (channel rows) from the texture.
 
-        The light is per vertex; with a texture the UVs and the light are interpolated linearly in
-        screen space, from per-face planes (`screen_planes`), no barycentrics."""
+        The light is per vertex; the UVs and the light are interpolated linearly in screen space,
+        from per-face planes (`screen_planes`), no barycentrics."""
         lit = _light(normals, light)
-        if self.texture is None:
-            lit = interpolate_screen(
-                screen_planes(covered.corners, _per_corner(lit, self.corner_ids)), covered
-            )  # [1,P]
-            return (torch.tensor(NEUTRAL_RGB)[:, None] * lit).clamp_(0, 1)
         corners = torch.cat([_per_corner(self.uvs.t(), self.uv_corner_ids), _per_corner(lit, self.corner_ids)])
         u, v, lit = interpolate_screen(screen_planes(covered.corners, corners), covered)  # [u v lit, 3, F] -> 3 x [P]
         grid = torch.stack([u * 2 - 1, 1 - v * 2], -1).view(1, 1, -1, 2)
