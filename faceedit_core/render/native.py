@@ -49,7 +49,7 @@ def library() -> ctypes.CDLL | None:
     try:
         lib = ctypes.CDLL(str(_built()))
     except (OSError, subprocess.SubprocessError) as exc:
-        log.warning("the rasteriser's C kernel is unavailable (%s): its PyTorch path runs, more slowly", exc)
+        log.warning("the rasteriser's C kernels are unavailable (%s): its PyTorch path runs, more slowly", exc)
         return None
     ptr, i64 = ctypes.c_void_p, ctypes.c_int64
     lib.faceedit_coverage.argtypes = [ptr, i64, i64, i64, i64, ctypes.c_int32, ctypes.c_float, ptr]

@@ -91,7 +91,7 @@ def test_the_kernel_equals_the_pytorch_path_on_the_default_head():
 def test_without_a_compiler_the_pytorch_path_runs(fresh_build, monkeypatch, caplog):
     monkeypatch.setenv("CC", str(fresh_build / "no-such-compiler"))
     assert native.library() is None
-    assert "C kernel is unavailable" in caplog.text and "no-such-compiler" in caplog.text
+    assert "C kernels are unavailable" in caplog.text and "no-such-compiler" in caplog.text
     clip = torch.tensor([[[-1.0, 1.0, 0.5, 1.0], [1.0, 1.0, 0.5, 1.0], [-1.0, -1.0, 0.5, 1.0]]])
     frags = raster.rasterize(clip, torch.tensor([[0, 1, 2]]), (8, 8))
     i, j = np.meshgrid(np.arange(8), np.arange(8), indexing="ij")
@@ -177,3 +177,12 @@ def test_covered_pixels_and_resolve_match_the_pytorch_path_at_any_size(s, monkey
     assert torch.equal(a.hit, b.hit) and torch.equal(a.face, b.face) and len(a.hit) > H * W // 5
     assert torch.equal(image, reference) and not image.isnan().any()
     assert ((image[..., :3] == 0) | (image[..., :3] == 1)).any() and (image[..., 3] == 0).any()
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no C compiler (cc, gcc, clang) on PATH: the PyTorch path runs instead")
+def test_a_cache_folder_that_cannot_be_written_leaves_the_pytorch_path(fresh_build, monkeypatch, caplog):
+    blocked = fresh_build / "a-file-not-a-folder"
+    blocked.write_text("")
+    monkeypatch.setenv("FACEEDIT_HOME", str(blocked))
+    assert native.library() is None
+    assert "C kernels are unavailable" in caplog.text
