@@ -8,10 +8,11 @@ in cache, and runs without the GIL, so the batch pool's workers work side by sid
 the same float32 steps in the same order as its PyTorch path, so both give the same bits
 (docs/rendering.md has the figures).
 
-No compiler on PATH (or $CC), a failed build, or FACEEDIT_NATIVE=0: `library()` is None, logged
-once, and the PyTorch path runs, with the same images, more slowly. The build is keyed by the
-source, the compiler and its flags, so an edited kernel or another compiler builds anew; the
-file is written atomically, so processes building at once cannot leave a torn library.
+No compiler on PATH (or $CC), a failed build, a cache folder that cannot be written, or
+FACEEDIT_NATIVE=0: `library()` is None, logged once, and the PyTorch path runs, with the same
+images, more slowly. The build is keyed by the source, the compiler and its flags, so an edited
+kernel or another compiler builds anew; the file is written atomically, so processes building at
+once cannot leave a torn library.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import hashlib
 import logging
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -61,11 +63,12 @@ def library() -> ctypes.CDLL | None:
     return lib
 
 
-def _compiler() -> str:
+def _compiler() -> list[str]:
+    """The compiler's command: $CC (split as a shell would: "ccache gcc" works), else cc, gcc or clang."""
     found = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if not found:
         raise OSError("no C compiler on PATH (cc, gcc or clang; or set CC)")
-    return found
+    return shlex.split(found)
 
 
 def _torch_fuses_multiply_add() -> bool:
@@ -85,20 +88,21 @@ def _built() -> Path:
     """Path of the built library: from the cache, or compiled now."""
     compiler, flags = _compiler(), _flags()
     source = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([source, compiler.encode(), " ".join(flags).encode(), platform.machine().encode()]))
+    words = [" ".join(compiler), " ".join(flags), platform.machine()]
+    key = hashlib.sha256(b"\0".join([source, *(w.encode() for w in words)]))
     path = faceedit_home() / "native" / f"raster-{key.hexdigest()[:16]}{'.dll' if sys.platform == 'win32' else '.so'}"
     if path.exists():
         return path
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / path.name
         done = subprocess.run(
-            [compiler, *flags, "-o", str(out), str(SOURCE), "-lm"],
+            [*compiler, *flags, "-o", str(out), str(SOURCE), "-lm"],
             capture_output=True,
             text=True,
             timeout=BUILD_TIMEOUT_S,
         )
         if done.returncode != 0:
-            raise OSError(f"{compiler} failed to build {SOURCE.name}: {done.stderr.strip()[-800:]}")
+            raise OSError(f"{' '.join(compiler)} failed to build {SOURCE.name}: {done.stderr.strip()[-800:]}")
         atomic_write_bytes(path, out.read_bytes())
-    log.info("built the rasteriser's C kernel: %s", path)
+    log.info("built the rasteriser's C kernels: %s", path)
     return path
