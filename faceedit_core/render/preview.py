@@ -173,6 +173,9 @@ def _resolve_planes(covered: Covered, planes: torch.Tensor, s: int, out: torch.T
     if lib is None or planes.dtype != torch.float32 or planes.is_cuda or not out.is_contiguous():
         return _resolve(covered, interpolate_screen(planes, covered).clamp_(0, 1), s, out)
     (Hs, Ws), planes = covered.size, planes.contiguous()
+    if Hs % s or Ws % s or out.numel() != Hs // s * Ws // s * 4 or planes.shape[0] != 9:  # the kernel writes there
+        shapes = f"{Hs}x{Ws} samples at {s}x into {list(out.shape)} from planes {list(planes.shape)}"
+        raise InputError(f"resolve of {shapes}: out must be [H/s,W/s,4] and planes [9,F]")
     hit, face, F = covered.hit.contiguous(), covered.face.contiguous(), planes.shape[1]
     samples = (hit.data_ptr(), face.data_ptr(), len(hit))
     lib.faceedit_resolve_planes(*samples, planes.data_ptr(), F, Ws, s, Hs // s, Ws // s, out.data_ptr())

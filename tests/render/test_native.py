@@ -186,3 +186,19 @@ def test_a_cache_folder_that_cannot_be_written_leaves_the_pytorch_path(fresh_bui
     monkeypatch.setenv("FACEEDIT_HOME", str(blocked))
     assert native.library() is None
     assert "C kernels are unavailable" in caplog.text
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no C compiler (cc, gcc, clang) on PATH: the PyTorch path runs instead")
+def test_the_kernels_refuse_buffers_of_the_wrong_size_instead_of_writing_past_them():
+    from faceedit_core.errors import InputError
+    from faceedit_core.render.preview import _resolve_planes
+
+    assert native.library() is not None
+    tri, F, H, W = overlapping_views(4, n_faces=20, n_images=2, H=16, W=20)
+    with pytest.raises(InputError, match="z-buffer of 320 keys for 40 triangles"):
+        raster._coverage(tri, F, H, W, False, torch.empty(H * W, dtype=torch.long), raster.CHUNK)
+    covered = raster.Covered(torch.tensor([0, 5]), torch.tensor([0, 1]), None, None, (16, 20))
+    with pytest.raises(InputError, match=r"out must be \[H/s,W/s,4\]"):
+        _resolve_planes(covered, torch.zeros(9, 2), 2, torch.empty(7, 10, 4))
+    with pytest.raises(InputError, match=r"resolve of 16x20 samples at 3x"):
+        _resolve_planes(covered, torch.zeros(9, 2), 3, torch.empty(5, 6, 4))
