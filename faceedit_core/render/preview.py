@@ -83,6 +83,8 @@ class PreviewRenderer:
             raise InputError(f"render size {H}x{W} is outside 16..{MAX_SIZE}")
         if verts.dim() != 3 or verts.shape[-1] != 3:
             raise InputError(f"verts must have shape [B,V,3], got {list(verts.shape)}")
+        if not torch.isfinite(verts).all():
+            raise InputError("verts contain NaN or Inf")
         s = self.supersample
         R = cameras.cam2world[:, :3, :3]  # columns: right, down, forward
         light = F.normalize(-0.45 * R[:, :, 0] - 0.55 * R[:, :, 1] - 1.0 * R[:, :, 2], dim=-1)  # [N,3]

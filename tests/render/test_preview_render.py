@@ -58,6 +58,15 @@ def test_bad_sizes_are_refused(editor):
         editor.render(FlameParams.zeros(1, 100, 50), orbit([0.0], [0.0]), 4096)
 
 
+def test_vertices_that_are_not_finite_are_refused(editor):
+    verts = editor.layer(FlameParams.zeros(1, editor.layer.n_shape, editor.layer.n_exp)).vertices.detach()
+    for bad in (float("nan"), float("inf")):
+        broken = verts.clone()
+        broken[0, 7, 1] = bad
+        with pytest.raises(InputError, match="verts contain NaN or Inf"):
+            editor.renderer.render(broken, orbit([0.0], [0.0]), 64)
+
+
 def test_cli_writes_views_and_a_contact_sheet(tmp_path):
     result = CliRunner().invoke(
         main,

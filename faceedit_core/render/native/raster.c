@@ -96,6 +96,8 @@ void faceedit_coverage(const float *tri, int64_t n, int64_t F, int64_t H, int64_
             const float depth = MADD(dstep, first_out, e[0] * zs[0] + e[1] * zs[1] + e[2] * zs[2]);
             c0 = c0 + first_out;
             const float len = c1 - last_out - c0 + 1;
+            if (!(len > 0)) /* an empty run; past here x0 <= c0 <= c1 <= x1: every write is in the row */
+                continue;
             int64_t *run = keys + image_base + row * W + (int64_t)c0;
             for (int64_t k = 0; k < (int64_t)len; k++) {
                 const float d = MADD(dstep, (float)k, depth);
