@@ -122,7 +122,8 @@ def _native_coverage(
     lib = native.library()
     if lib is None or tri.dtype != torch.float32 or tri.is_cuda or not out.is_contiguous():
         return False
-    if tri.shape[2] % F != 0 or out.numel() != tri.shape[2] // F * H * W:  # the kernel writes where told
+    images = out.numel() // (H * W)
+    if out.numel() != images * H * W or tri.shape[2] != images * F:  # the kernel writes where told
         raise InputError(f"z-buffer of {out.numel()} keys for {tri.shape[2]} triangles, {F} an image, {H}x{W}")
     tri = tri.contiguous()
     out.fill_(no_hit)

@@ -140,6 +140,14 @@ def test_bad_input_is_named():
 
 
 @pytest.mark.usefixtures("coverage_path")
+def test_a_mesh_without_faces_covers_nothing():
+    clip = torch.rand(2, 5, 4) + 0.5
+    none = torch.zeros(0, 3, dtype=torch.long)
+    assert not rasterize(clip, none, (8, 8)).mask.any()
+    assert [len(c.hit) for c in rasterize(clip, none, (8, 8), frames=False, barycentrics=False)] == [0, 0]
+
+
+@pytest.mark.usefixtures("coverage_path")
 def test_equal_depths_go_to_the_lower_face_id():
     # two coplanar copies of a triangle: the brute force keeps the first one drawn, and so must we
     tri = [[-0.9, -0.9, 0.4, 1.0], [0.9, -0.9, 0.4, 1.0], [0.0, 0.9, 0.4, 1.0]]
